@@ -7,6 +7,7 @@ temperature and top-p, as vLLM's `processed_logprobs` gives them.
 
 from __future__ import annotations
 
+from . import weight_broadcast
 from .generation import Completion, EngineConfig, ModelConfig, SamplingConfig
 from .weights import deserialize_weights
 
@@ -97,4 +98,16 @@ class HFEngine:
     def update_weights(self, payload: bytes, version: int) -> None:
         """Load new weights (from `actors.weights.serialize_weights`) and tag them `version`."""
         self.model.load_state_dict(deserialize_weights(payload))
+        self.weight_version = version
+
+    def open_weight_group(self, host: str, port: int, first_rank: int, world_size: int) -> None:
+        """Join the learner's weight group as rank `first_rank`."""
+        self.weight_group = weight_broadcast.open_group(
+            host, port, first_rank, world_size, self.device
+        )
+
+    def receive_weights(self, buckets: list, version: int) -> None:
+        """Receive the weights learner rank 0 broadcasts in `buckets`; tag them `version`."""
+        weights = dict(weight_broadcast.receive(self.weight_group, buckets, self.device))
+        self.model.load_state_dict(weights)
         self.weight_version = version

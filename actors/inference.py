@@ -66,6 +66,12 @@ class RolloutWorker:
         actor starts from the model's files)."""
         if weights is not None and weights[1] != self.engine.weight_version:
             [reference], version = weights
+            if reference is None:
+                raise RuntimeError(
+                    f"this engine has weights version {self.engine.weight_version}, not "
+                    f"{version}, and they came by torch.distributed broadcast: it restarted "
+                    "after them and cannot catch up (use learner.transport=object_store)"
+                )
             self.engine.update_weights(ray.get(reference), version)
         return play_episodes(
             problems, self.engine, self.sandbox.run_many, self.tokenizer, self.dialog, seed
@@ -75,8 +81,20 @@ class RolloutWorker:
         """New weights (`actors.weights.serialize_weights`), tagged `version`."""
         self.engine.update_weights(payload, version)
 
+    def open_weight_group(self, host: str, port: int, first_rank: int, world_size: int) -> None:
+        """Join the learner's torch.distributed weight group (`actors.weight_broadcast`)."""
+        self.engine.open_weight_group(host, port, first_rank, world_size)
+
+    def receive_weights(self, buckets: list, version: int) -> None:
+        """Receive the learner's broadcast of new weights, tagged `version`."""
+        self.engine.receive_weights(buckets, version)
+
     def weight_version(self) -> int:
         return self.engine.weight_version
+
+    def sequence_logprobs(self, token_ids: list[int]) -> list[float]:
+        """The engine's log p(token_i | tokens before it), i >= 1 (for checks)."""
+        return self.engine.sequence_logprobs(token_ids)
 
 
 InferenceActor = ray.remote(max_restarts=-1, max_task_retries=0)(RolloutWorker)
@@ -98,6 +116,7 @@ class InferencePool:
         actor_options: Callable[[int], dict] | None = None,
     ) -> None:
         """`actor_options(index)` gives each actor's Ray options (resources, name, env)."""
+        self.engine = engine
         self.chunk_size = chunk_size
         self.max_attempts = max_attempts
         self.stats = PoolStats()
@@ -139,12 +158,32 @@ class InferencePool:
         )
         return [rollout for chunk in played for rollout in chunk]
 
-    def update_weights(self, payload: bytes, version: int) -> None:
-        """Send new weights to every actor (one object in the store, read by all)."""
-        reference = ray.put(payload)
+    def update_weights(self, weights, version: int) -> None:
+        """Send new weights to every actor: `weights` is the serialized payload or a Ray
+        object reference to it (one object in the store, read by all)."""
+        reference = weights if isinstance(weights, ray.ObjectRef) else ray.put(weights)
         ray.get([actor.update_weights.remote(reference, version) for actor in self.actors])
         # In a list, so that Ray passes the reference itself, not the bytes, to `play`.
         self._weights = ([reference], version)
+
+    def weight_group_size(self) -> int:
+        """Ranks the pool's engines take in a weight group (one per tensor-parallel worker)."""
+        return len(self.actors) * self.engine.tensor_parallel_size
+
+    def open_weight_group(self, host: str, port: int, first_rank: int, world_size: int) -> list:
+        """Start joining the learner's weight group: engine ranks from `first_rank` on.
+        Returns the calls' references (they finish once every member has joined)."""
+        size = self.engine.tensor_parallel_size
+        return [
+            actor.open_weight_group.remote(host, port, first_rank + index * size, world_size)
+            for index, actor in enumerate(self.actors)
+        ]
+
+    def receive_weights(self, buckets: list, version: int) -> list:
+        """Start receiving a broadcast of weights `version`; returns the calls' references.
+        An actor restarted later cannot catch up over the broadcast: `play` then fails."""
+        self._weights = ([None], version)
+        return [actor.receive_weights.remote(buckets, version) for actor in self.actors]
 
     def shutdown(self) -> None:
         for actor in self.actors:

@@ -11,16 +11,31 @@ from __future__ import annotations
 
 import os
 
+from . import weight_broadcast
 from .generation import Completion, EngineConfig, ModelConfig, SamplingConfig
 from .weights import deserialize_weights
 
 
 class WeightSyncExtension:
-    """Mixed into vLLM's worker class (`worker_extension_cls`): new weights from bytes."""
+    """Mixed into vLLM's worker class (`worker_extension_cls`): new weights from bytes, or
+    from the learner's torch.distributed broadcast (`actors.weight_broadcast`)."""
 
     def load_serialized_weights(self, payload: bytes) -> int:
         weights = deserialize_weights(payload)
         self.reload_weights(weights_iterator=iter(weights.items()))
+        return len(weights)
+
+    def open_weight_group(
+        self, host: str, port: int, first_rank: int, world_size: int, device: str
+    ) -> None:
+        """Join the weight group as rank `first_rank` + this worker's rank in the engine."""
+        self.weight_group = weight_broadcast.open_group(
+            host, port, first_rank + self.rank, world_size, device
+        )
+
+    def receive_weight_buckets(self, buckets: list) -> int:
+        weights = list(weight_broadcast.receive(self.weight_group, buckets, str(self.device)))
+        self.reload_weights(weights_iterator=iter(weights))
         return len(weights)
 
 
@@ -117,5 +132,20 @@ class VLLMEngine:
     def update_weights(self, payload: bytes, version: int) -> None:
         """Load new weights (from `actors.weights.serialize_weights`) and tag them `version`."""
         self.llm.collective_rpc("load_serialized_weights", args=(payload,))
+        self._weights_changed(version)
+
+    def open_weight_group(self, host: str, port: int, first_rank: int, world_size: int) -> None:
+        """Join the learner's weight group: this engine's workers take ranks from
+        `first_rank` on (one per tensor-parallel worker)."""
+        self.llm.collective_rpc(
+            "open_weight_group", args=(host, port, first_rank, world_size, self.config.device)
+        )
+
+    def receive_weights(self, buckets: list, version: int) -> None:
+        """Receive the weights learner rank 0 broadcasts in `buckets`; tag them `version`."""
+        self.llm.collective_rpc("receive_weight_buckets", args=(buckets,))
+        self._weights_changed(version)
+
+    def _weights_changed(self, version: int) -> None:
         self.llm.reset_prefix_cache()
         self.weight_version = version
