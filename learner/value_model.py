@@ -23,12 +23,13 @@ class ValueModel(nn.Module):
         nn.init.zeros_(self.head.bias)
 
     @classmethod
-    def from_policy(cls, policy) -> ValueModel:
-        """A value model whose backbone is a copy of `policy`'s (a causal LM)."""
-        import copy
+    def from_pretrained(cls, location: str, dtype) -> ValueModel:
+        """The value model of the causal LM at `location`: its backbone, loaded again (so
+        it trains apart from the policy, and under ZeRO-3 loads already partitioned)."""
+        from transformers import AutoModel
 
-        backbone = copy.deepcopy(policy.get_decoder())
-        return cls(backbone, policy.config.hidden_size)
+        backbone = AutoModel.from_pretrained(location, dtype=dtype)
+        return cls(backbone, backbone.config.hidden_size).to(dtype)
 
     def forward(self, input_ids: Tensor, attention_mask: Tensor) -> Tensor:
         """Values at every position: [B, L] ids and mask -> [B, L]."""

@@ -93,3 +93,40 @@ def write_code_contests_shards(folder: Path, shards: dict[str, list[dict]]) -> P
         target.parent.mkdir(parents=True, exist_ok=True)
         pq.write_table(pa.Table.from_pylist(rows, schema=CODE_CONTESTS_SCHEMA), target)
     return folder
+
+
+def synthetic_rollouts(count: int, seed: int, vocab_size: int) -> list:
+    """Rollouts of 1-3 turns with random token ids, code validity and outcomes: what the
+    learner reads, without playing (behaviour log-probs near a uniform policy's)."""
+    import math
+    import random
+
+    from actors.rollout import Rollout, Turn
+
+    rng = random.Random(seed)
+    uniform = -math.log(vocab_size)
+
+    def tokens(low: int, high: int) -> list[int]:
+        return [rng.randrange(4, vocab_size) for _ in range(rng.randrange(low, high))]
+
+    rollouts = []
+    for index in range(count):
+        ids = tokens(6, 30)
+        mask, logprobs = [0] * len(ids), [0.0] * len(ids)
+        starts, turns = [], []
+        for turn in range(rng.randrange(1, 4)):
+            if turn:
+                feedback = tokens(3, 10)
+                ids += feedback
+                mask += [0] * len(feedback)
+                logprobs += [0.0] * len(feedback)
+            starts.append(len(ids))
+            reply = tokens(2, 20)
+            ids += reply
+            mask += [1] * len(reply)
+            logprobs += [uniform + rng.uniform(-0.3, 0.3) for _ in reply]
+            turns.append(Turn("reply", "print(1)" if rng.random() < 0.8 else None, False))
+        rollouts.append(
+            Rollout(f"p{index}", ids, mask, logprobs, starts, turns, passed=rng.random() < 0.4)
+        )
+    return rollouts

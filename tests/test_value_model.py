@@ -1,4 +1,4 @@
-"""The value model: initialised from the policy, read at the turns' value positions."""
+"""The value model: initialised from the policy's weights, read at the turns' value positions."""
 
 import torch
 from transformers import AutoModelForCausalLM
@@ -26,7 +26,7 @@ def _batch():
 
 def test_starts_from_the_policy_backbone_with_zero_values(quick_tiny_model):
     policy = AutoModelForCausalLM.from_pretrained(quick_tiny_model, dtype=torch.float32)
-    value = ValueModel.from_policy(policy)
+    value = ValueModel.from_pretrained(quick_tiny_model, torch.float32)
     for name, tensor in policy.get_decoder().state_dict().items():
         assert torch.equal(value.backbone.state_dict()[name], tensor)
     values = value.turn_values(_batch())
@@ -39,8 +39,7 @@ def test_starts_from_the_policy_backbone_with_zero_values(quick_tiny_model):
 
 
 def test_values_are_read_at_the_last_prompt_token_of_each_turn(quick_tiny_model):
-    policy = AutoModelForCausalLM.from_pretrained(quick_tiny_model, dtype=torch.float32)
-    value = ValueModel.from_policy(policy)
+    value = ValueModel.from_pretrained(quick_tiny_model, torch.float32)
     torch.nn.init.normal_(value.head.weight, generator=torch.Generator().manual_seed(0))
     batch = _batch()
     every = value(batch.input_ids, batch.attention_mask)
@@ -57,8 +56,7 @@ def test_values_are_read_at_the_last_prompt_token_of_each_turn(quick_tiny_model)
 def test_a_step_on_the_value_loss_moves_values_towards_returns(quick_tiny_model):
     from learner.algo import clipped_value_loss
 
-    policy = AutoModelForCausalLM.from_pretrained(quick_tiny_model, dtype=torch.float32)
-    value = ValueModel.from_policy(policy)
+    value = ValueModel.from_pretrained(quick_tiny_model, torch.float32)
     batch = _batch()
     returns = torch.tensor([0.8, 1.0, -1.0])
     optimizer = torch.optim.Adam(value.parameters(), lr=1e-2)

@@ -1,0 +1,508 @@
+"""One rank of the learner group: a DeepSpeed engine each for the policy and the value
+model, and the frozen reference model, training on the iteration's rollouts.
+
+`LearnerRank` is a plain class; `learner.group` runs K of them as Ray actors. Every rank
+receives all of the iteration's rollouts and computes the same plan (which sequences each
+rank runs in which micro-batch), then works on its own share: no data moves between
+ranks but the gradients DeepSpeed reduces.
+
+One iteration:
+1. Shuffle the rollouts (seeded by iteration) into `updates_per_iteration` equal parts.
+2. Preparation, without gradients, for this rank's sequences of all parts: reference and
+   old policy log-probs, old values; turn rewards with the KL penalty, returns and
+   advantages (`learner.algo`).
+3. Per part, one optimizer step: micro-batches (length-bucketed under a token budget),
+   each loss scaled so that the sum over micro-batches and ranks is the mean over the
+   part's tokens (policy) and turns (value), as one big batch would give.
+"""
+
+from __future__ import annotations
+
+import os
+import random
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+from torch import Tensor
+
+from actors import weight_broadcast
+from actors.generation import ModelConfig
+from actors.rollout import Rollout
+
+from . import algo
+from .batch import TrainingBatch, collate, token_logprobs
+from .config import LearnerConfig
+from .packing import padding_fraction, plan_micro_batches, split_across_ranks
+from .value_model import ValueModel
+
+PAD_ID = 0
+"""Padding token id of training batches (masked out: any id would do)."""
+TORCH_EXTENSIONS_DIR = Path(sys.prefix) / "torch_extensions"
+"""Where `make install` builds DeepSpeed's CPU shared-memory comm op, so that no rank
+compiles it at start-up."""
+
+
+def warmup_factor(step: int, warmup_steps: int) -> float:
+    """Learning-rate multiplier of optimizer step `step` (from 0): linear to 1 over
+    `warmup_steps` steps, then 1."""
+    return 1.0 if warmup_steps <= 0 else min(1.0, (step + 1) / warmup_steps)
+
+
+def update_parts(count: int, updates: int, seed: int, iteration: int) -> list[list[int]]:
+    """The iteration's rollouts (indices 0..count-1), shuffled by (seed, iteration), split
+    into `updates` parts of near-equal size: one optimizer step each."""
+    order = torch.randperm(
+        count, generator=torch.Generator().manual_seed(seed * 100003 + iteration)
+    )
+    return [part.tolist() for part in torch.tensor_split(order, updates)]
+
+
+def deepspeed_config(config: LearnerConfig) -> dict:
+    """DeepSpeed's config: we own the accumulation boundary (micro-batch counts vary with
+    the lengths), so one `step()` per update whatever the number of backwards."""
+    zero = {"stage": config.zero_stage, "overlap_comm": config.zero_stage == 2}
+    return {
+        "train_micro_batch_size_per_gpu": 1,
+        "gradient_accumulation_steps": 1,
+        "managed_gradient_accumulation": False,
+        "zero_optimization": zero,
+        "gradient_clipping": config.max_grad_norm,
+        "bf16": {"enabled": config.device != "cpu" and config.dtype == "bfloat16"},
+        "zero_allow_untested_optimizer": True,
+        "steps_per_print": 2**31 - 1,
+    }
+
+
+@dataclass
+class Prepared:
+    """What preparation computed for one rollout; turn order as `collate` gives it."""
+
+    old_values: Tensor
+    """[T] V(c_t) before this iteration's updates."""
+    returns: Tensor
+    """[T] G_t."""
+    advantages: Tensor
+    """[T] A_t = G_t - V(c_t)."""
+
+
+class LearnerRank:
+    """Rank `rank` of `world_size`; `setup` joins the group and loads the models."""
+
+    def __init__(self, config: LearnerConfig, model: ModelConfig, rank: int, world_size: int):
+        self.config = config
+        self.model_config = model
+        self.rank = rank
+        self.world_size = world_size
+        self.weight_group = None
+        self.weight_buckets = None
+
+    def address(self) -> tuple[str, int]:
+        """This node's address and a free port: rank 0's is the group's rendezvous."""
+        import ray
+
+        return ray.util.get_node_ip_address(), weight_broadcast.free_port()
+
+    def setup(self, master_addr: str, master_port: int) -> None:
+        """Join torch.distributed (gloo on CPU, nccl on GPUs) and build the three models."""
+        import deepspeed
+        import torch.distributed as dist
+        from transformers import AutoModelForCausalLM
+        from transformers.utils import logging as transformers_logging
+
+        # The value model loads a causal LM's files without its head: not news, per rank.
+        transformers_logging.set_verbosity_error()
+        transformers_logging.disable_progress_bar()
+        config = self.config
+        os.environ.update(
+            MASTER_ADDR=master_addr,
+            MASTER_PORT=str(master_port),
+            RANK=str(self.rank),
+            WORLD_SIZE=str(self.world_size),
+            # Ray gives each GPU rank its own visible device: always device 0 of its own.
+            LOCAL_RANK="0",
+        )
+        os.environ.setdefault("TORCH_EXTENSIONS_DIR", str(TORCH_EXTENSIONS_DIR))
+        if config.device == "cpu":
+            torch.set_num_threads(max(1, int(config.cpus_per_rank)))
+            self.device = torch.device("cpu")
+        else:
+            self.device = torch.device("cuda", 0)
+            torch.cuda.set_device(self.device)
+        self._seed(config.seed * 1000 + self.rank)
+        dist.init_process_group(
+            "gloo" if config.device == "cpu" else "nccl",
+            init_method=f"tcp://{master_addr}:{master_port}",
+            rank=self.rank,
+            world_size=self.world_size,
+        )
+        ds_config = deepspeed_config(config)
+        if config.zero_stage == 3:
+            from transformers.integrations import HfDeepSpeedConfig
+
+            # Alive while the models load: transformers then loads them partitioned.
+            self._zero3_loading = HfDeepSpeedConfig(ds_config)
+        location, dtype = self.model_config.location(), config.torch_dtype
+        policy = AutoModelForCausalLM.from_pretrained(location, dtype=dtype)
+        value = ValueModel.from_pretrained(location, dtype)
+        reference = AutoModelForCausalLM.from_pretrained(location, dtype=dtype)
+        if config.gradient_checkpointing:
+            policy.gradient_checkpointing_enable()
+            value.backbone.gradient_checkpointing_enable()
+        self.policy = self._engine(policy, config.lr, ds_config)
+        self.value = self._engine(value, config.value_lr, ds_config)
+        reference.requires_grad_(False)
+        if config.zero_stage == 3:
+            inference = {**ds_config, "zero_optimization": {"stage": 3}}
+            inference.pop("managed_gradient_accumulation")
+            self.reference = deepspeed.initialize(
+                model=reference, config=inference, dist_init_required=False
+            )[0]
+        else:
+            self.reference = reference.to(self.device)
+        self.reference.eval()
+        self.updates_done = 0
+
+    def _engine(self, module, lr: float, ds_config: dict):
+        import deepspeed
+
+        config = self.config
+        optimizer = torch.optim.AdamW(
+            module.parameters(), lr=lr, weight_decay=config.weight_decay, betas=config.betas
+        )
+        schedule = torch.optim.lr_scheduler.LambdaLR(
+            optimizer, lambda step: warmup_factor(step, config.warmup_steps)
+        )
+        engine, *_ = deepspeed.initialize(
+            model=module,
+            optimizer=optimizer,
+            lr_scheduler=schedule,
+            config=ds_config,
+            dist_init_required=False,
+        )
+        return engine
+
+    @staticmethod
+    def _seed(seed: int) -> None:
+        random.seed(seed)
+        torch.manual_seed(seed)
+
+    # --- training -------------------------------------------------------------------
+
+    def train(self, rollouts: list[Rollout], iteration: int) -> dict:
+        """One iteration on `rollouts` (the same list on every rank). Returns the
+        iteration's metrics (all ranks agree): per update and over the iteration."""
+        config, world = self.config, self.world_size
+        lengths = [len(rollout.token_ids) for rollout in rollouts]
+        parts = update_parts(len(rollouts), config.updates_per_iteration, config.seed, iteration)
+        if min(len(part) for part in parts) < world:
+            raise ValueError(
+                f"{len(rollouts)} rollouts in {config.updates_per_iteration} updates leave "
+                f"fewer sequences per update than the {world} learner ranks"
+            )
+        plans = [
+            plan_micro_batches(
+                lengths, split_across_ranks(lengths, part, world), config.micro_batch_tokens
+            )
+            for part in parts
+        ]
+        started = time.perf_counter()
+        shares = [
+            sorted(i for plan in plans for rows in plan[rank] for i in rows)
+            for rank in range(world)
+        ]
+        prepared, totals = self._prepare(
+            rollouts, plan_micro_batches(lengths, shares, config.micro_batch_tokens)
+        )
+        updates = [
+            self._update(rollouts, part, plan[self.rank], prepared)
+            for part, plan in zip(parts, plans, strict=True)
+        ]
+        elapsed = time.perf_counter() - started
+        tokens = self._all_sum(torch.tensor([float(totals["tokens"])]))[0].item()
+        return {
+            "updates": updates,
+            "reward_mean": totals["reward"] / len(rollouts),
+            "kl_ref": totals["kl_ref"] / max(totals["trained_tokens"], 1),
+            "padding_fraction": padding_fraction(
+                lengths, [[rows for plan in plans for rows in plan[r]] for r in range(world)]
+            ),
+            "tokens": int(tokens),
+            "time_train_s": elapsed,
+        }
+
+    def _batch(self, rollouts: list[Rollout], rows: list[int]) -> TrainingBatch:
+        batch = collate([rollouts[index] for index in rows], PAD_ID)
+        for name, value in vars(batch).items():
+            setattr(batch, name, value.to(self.device))
+        return batch
+
+    def _forward_logprobs(self, model, batch: TrainingBatch) -> tuple[Tensor, Tensor]:
+        logits = model(input_ids=batch.input_ids, attention_mask=batch.attention_mask).logits
+        return token_logprobs(logits, batch), logits
+
+    def _prepare(self, rollouts: list[Rollout], plan) -> tuple[dict[int, Prepared], dict]:
+        """Old values, returns and advantages of this rank's rollouts; sums over the whole
+        group of the rewards, KL to the reference and tokens."""
+        config = self.config
+        prepared: dict[int, Prepared] = {}
+        sums = torch.zeros(4, dtype=torch.float64)  # reward, kl_ref, trained tokens, tokens
+        mine = plan[self.rank]
+        runs = [rows or plan_first(plan) for rows in mine]
+        with torch.no_grad():
+            for rows, run in zip(mine, runs, strict=True):
+                batch = self._batch(rollouts, run)
+                reference, _ = self._forward_logprobs(self.reference, batch)
+                old, _ = self._forward_logprobs(self.policy, batch)
+                values = self.value(batch.input_ids, batch.attention_mask)[
+                    batch.value_rows, batch.value_positions
+                ].float()
+                if not rows:
+                    continue
+                kl = algo.per_turn_kl(
+                    old.float(), reference.float(), batch.turn_of_token, batch.num_turns
+                )
+                rewards = algo.turn_rewards(
+                    batch.valid_code,
+                    batch.last_turn,
+                    batch.episode_passed,
+                    kl,
+                    config.kl_beta,
+                    config.no_code_penalty,
+                )
+                returns = algo.returns_to_go(rewards, batch.episode_of_turn)
+                advantages = algo.turn_advantages(returns, values)
+                first_turn = torch.ones_like(batch.last_turn)
+                first_turn[1:] = batch.episode_of_turn[1:] != batch.episode_of_turn[:-1]
+                sums += torch.tensor(
+                    [
+                        returns[first_turn].sum().item(),
+                        (old.float() - reference.float()).sum().item(),
+                        len(old),
+                        batch.attention_mask.sum().item(),
+                    ],
+                    dtype=torch.float64,
+                )
+                for episode, index in enumerate(rows):
+                    turns = batch.episode_of_turn == episode
+                    prepared[index] = Prepared(
+                        values[turns].cpu(), returns[turns].cpu(), advantages[turns].cpu()
+                    )
+        reward, kl_ref, trained, tokens = self._all_sum(sums).tolist()
+        return prepared, {
+            "reward": reward,
+            "kl_ref": kl_ref,
+            "trained_tokens": trained,
+            "tokens": tokens,
+        }
+
+    def _update(
+        self,
+        rollouts: list[Rollout],
+        part: list[int],
+        micro_batches: list[list[int]],
+        prepared: dict[int, Prepared],
+    ) -> dict:
+        """One optimizer step of policy and value on `part`, this rank running
+        `micro_batches`. Returns the step's metrics, reduced over the group."""
+        config, world = self.config, self.world_size
+        started = time.perf_counter()
+        lr = self.policy.get_lr()[0]
+        part_tokens = sum(sum(rollouts[index].trained_mask) for index in part)
+        part_turns = sum(len(rollouts[index].reply_starts) for index in part)
+        # Sums over this rank's tokens (or turns); divided by the group's totals below.
+        sums = torch.zeros(7, dtype=torch.float64)
+        fallback = [i for rows in micro_batches for i in rows][:1]
+        self.policy.train()
+        self.value.train()
+        for rows in micro_batches:
+            batch = self._batch(rollouts, rows or fallback)
+            counts = 1.0 if rows else 0.0  # an empty micro-batch only keeps step with the group
+            old_values = torch.cat([prepared[i].old_values for i in rows or fallback])
+            returns = torch.cat([prepared[i].returns for i in rows or fallback])
+            advantages = torch.cat([prepared[i].advantages for i in rows or fallback])
+            old_values, returns, advantages = (
+                t.to(self.device) for t in (old_values, returns, advantages)
+            )
+            logprobs, logits = self._forward_logprobs(self.policy, batch)
+            logprobs = logprobs.float()
+            token_advantages = advantages[batch.turn_of_token]
+            policy_loss, clip_fraction = algo.ppo_policy_loss(
+                logprobs, batch.behaviour_logprobs, token_advantages, config.clip_eps
+            )
+            tokens = len(logprobs)
+            self.policy.backward(policy_loss * (counts * world * tokens / part_tokens))
+            values = self.value(batch.input_ids, batch.attention_mask)[
+                batch.value_rows, batch.value_positions
+            ].float()
+            value_loss = algo.clipped_value_loss(values, old_values, returns, config.value_clip)
+            turns = batch.num_turns
+            self.value.backward(value_loss * (counts * world * turns / part_turns))
+            with torch.no_grad():
+                log_ratio = logprobs - batch.behaviour_logprobs
+                approx_kl = (torch.exp(log_ratio) - 1 - log_ratio).sum()
+                predicting = logits[batch.token_rows, batch.token_positions - 1].float()
+                log_p = torch.log_softmax(predicting, -1)
+                entropy = -(log_p.exp() * log_p).sum()
+                sums += counts * torch.tensor(
+                    [
+                        policy_loss.item() * tokens,
+                        clip_fraction.item() * tokens,
+                        approx_kl.item(),
+                        entropy.item(),
+                        value_loss.item() * turns,
+                        batch.attention_mask.sum().item(),
+                        0.0,
+                    ],
+                    dtype=torch.float64,
+                )
+        self.policy.step()
+        self.value.step()
+        self.updates_done += 1
+        grad_norm = self.policy.get_global_grad_norm()
+        sums[6] = float(grad_norm) if grad_norm is not None else float("nan")
+        policy_loss, clip, approx_kl, entropy, value_loss, tokens, grad_norm = self._all_sum(
+            sums
+        ).tolist()
+        elapsed = time.perf_counter() - started
+        return {
+            "policy_loss": policy_loss / part_tokens,
+            "value_loss": value_loss / part_turns,
+            "clip_fraction": clip / part_tokens,
+            "approx_kl_behaviour": approx_kl / part_tokens,
+            "entropy": entropy / part_tokens,
+            "grad_norm": grad_norm / world,
+            "tokens_per_s": tokens / elapsed,
+            "lr": lr,
+        }
+
+    def _all_sum(self, values: Tensor) -> Tensor:
+        import torch.distributed as dist
+
+        reduced = values.to(self.device)
+        dist.all_reduce(reduced)
+        return reduced.cpu()
+
+    # --- weights out ------------------------------------------------------------------
+
+    def policy_state(self) -> dict | None:
+        """The policy's full weights as contiguous CPU copies on rank 0 (None elsewhere).
+        Every rank must call it: under ZeRO-3 the parameters are gathered first."""
+        module = self.policy.module
+        if self.config.zero_stage == 3:
+            import deepspeed
+
+            with deepspeed.zero.GatheredParameters(list(module.parameters()), modifier_rank=None):
+                return self._copy_state(module) if self.rank == 0 else None
+        return self._copy_state(module) if self.rank == 0 else None
+
+    @staticmethod
+    def _copy_state(module) -> dict:
+        return {
+            name: t.detach().to("cpu").contiguous().clone()
+            for name, t in module.state_dict().items()
+        }
+
+    def weights_to_object_store(self) -> list | None:
+        """Rank 0: [a Ray object reference to the serialized weights]; others: None."""
+        import ray
+
+        from actors.weights import serialize_weights
+
+        state = self.policy_state()
+        return None if state is None else [ray.put(serialize_weights(state))]
+
+    def weight_layout(self) -> list[weight_broadcast.Bucket]:
+        """The buckets the `distributed` transport sends (all ranks must call it)."""
+        state = self.policy_state()
+        if state is not None:
+            self.weight_buckets = weight_broadcast.plan_buckets(
+                weight_broadcast.layout_of(state), self.config.bucket_mb * 2**20
+            )
+        return self.weight_buckets
+
+    def open_weight_group(self, host: str, port: int, world_size: int) -> None:
+        """Rank 0 joins the weight group as its rank 0 (others do nothing)."""
+        if self.rank == 0:
+            self.weight_group = weight_broadcast.open_group(
+                host, port, 0, world_size, self.config.device
+            )
+
+    def broadcast_weights(self) -> float:
+        """Send the policy's weights to the weight group; returns seconds spent."""
+        started = time.perf_counter()
+        state = self.policy_state()
+        if state is not None:
+            weight_broadcast.send(self.weight_group, state, self.weight_buckets, str(self.device))
+        return time.perf_counter() - started
+
+    def export_policy(self, directory: str) -> None:
+        """Rank 0 writes the policy in Hugging Face format (with the tokenizer) to
+        `directory`, atomically: a temporary folder renamed at the end."""
+        import shutil
+
+        from transformers import AutoTokenizer
+
+        state = self.policy_state()
+        if state is None:
+            return
+        final = Path(directory)
+        temporary = final.with_name(f".{final.name}.tmp")
+        shutil.rmtree(temporary, ignore_errors=True)
+        self.policy.module.save_pretrained(temporary, state_dict=state)
+        AutoTokenizer.from_pretrained(self.model_config.location()).save_pretrained(temporary)
+        if final.exists():
+            shutil.rmtree(final)
+        os.rename(temporary, final)
+
+    # --- checkpoints -----------------------------------------------------------------
+
+    def save_checkpoint(self, directory: str) -> None:
+        """Write this rank's share of policy, value, optimizers, schedulers and RNG states."""
+        self.policy.save_checkpoint(
+            directory,
+            tag="policy",
+            save_latest=False,
+            client_state={"updates_done": self.updates_done},
+        )
+        self.value.save_checkpoint(directory, tag="value", save_latest=False)
+        rng = {"python": random.getstate(), "torch": torch.get_rng_state()}
+        if self.config.device != "cpu":
+            rng["cuda"] = torch.cuda.get_rng_state()
+        torch.save(rng, Path(directory) / f"rng-rank{self.rank}.pt")
+
+    def load_checkpoint(self, directory: str) -> None:
+        """Restore everything `save_checkpoint` wrote."""
+        _, client = self.policy.load_checkpoint(directory, tag="policy")
+        self.value.load_checkpoint(directory, tag="value")
+        if client is None:
+            raise RuntimeError(f"{directory} holds no policy checkpoint")
+        self.updates_done = client["updates_done"]
+        rng = torch.load(Path(directory) / f"rng-rank{self.rank}.pt", weights_only=False)
+        random.setstate(rng["python"])
+        torch.set_rng_state(rng["torch"])
+        if "cuda" in rng:
+            torch.cuda.set_rng_state(rng["cuda"])
+
+    def parameters(self) -> dict:
+        """This rank's view of the full policy and value parameters, as CPU copies (all
+        ranks must call it; under ZeRO-3 they are gathered): for checks and tests."""
+        gathered = {}
+        for name, module in (("policy", self.policy.module), ("value", self.value.module)):
+            if self.config.zero_stage == 3:
+                import deepspeed
+
+                with deepspeed.zero.GatheredParameters(
+                    list(module.parameters()), modifier_rank=None
+                ):
+                    gathered[name] = self._copy_state(module)
+            else:
+                gathered[name] = self._copy_state(module)
+        return gathered
+
+
+def plan_first(plan: list[list[list[int]]]) -> list[int]:
+    """Some sequence of the plan: what an empty micro-batch runs (its result unused)."""
+    return next(rows for batches in plan for rows in batches if rows)[:1]

@@ -1,0 +1,225 @@
+"""The learner group on Ray and DeepSpeed (gloo, two ranks, CPU): ranks agree and match a
+single-process run of the same objective; checkpoints resume bit for bit."""
+
+import copy
+
+import pytest
+import torch
+from transformers import AutoModelForCausalLM
+
+from actors.generation import ModelConfig
+from learner import algo
+from learner.batch import collate, token_logprobs
+from learner.config import LearnerConfig
+from learner.rank import update_parts, warmup_factor
+from learner.value_model import ValueModel
+from tests.fixtures import synthetic_rollouts
+
+ray = pytest.importorskip("ray")
+from learner.group import LearnerGroup  # noqa: E402
+
+VOCAB = 1024
+
+
+@pytest.fixture(scope="module")
+def local_ray():
+    started = not ray.is_initialized()
+    if started:
+        ray.init(num_cpus=4, include_dashboard=False, log_to_driver=False)
+    yield
+    if started:
+        ray.shutdown()
+
+
+def _config(**overrides) -> LearnerConfig:
+    settings = dict(
+        num_ranks=2,
+        updates_per_iteration=2,
+        micro_batch_tokens=160,  # several micro-batches per rank and update
+        lr=1e-4,
+        value_lr=3e-4,
+        warmup_steps=2,
+        max_grad_norm=1.0,
+    )
+    return LearnerConfig(**{**settings, **overrides})
+
+
+def _single_process(config: LearnerConfig, location, rollouts) -> dict:
+    """The same iteration in one process, in plain torch: whole parts, no DeepSpeed."""
+    torch.manual_seed(0)
+    policy = AutoModelForCausalLM.from_pretrained(location, dtype=torch.float32)
+    reference = copy.deepcopy(policy).requires_grad_(False)
+    value = ValueModel.from_pretrained(location, torch.float32)
+    steppers = []
+    for module, lr in ((policy, config.lr), (value, config.value_lr)):
+        optimizer = torch.optim.AdamW(
+            module.parameters(), lr=lr, weight_decay=config.weight_decay, betas=config.betas
+        )
+        schedule = torch.optim.lr_scheduler.LambdaLR(
+            optimizer, lambda step: warmup_factor(step, config.warmup_steps)
+        )
+        steppers.append((module, optimizer, schedule))
+    parts = update_parts(len(rollouts), config.updates_per_iteration, config.seed, 0)
+    prepared = []
+    with torch.no_grad():
+        for part in parts:
+            batch = collate([rollouts[i] for i in part], 0)
+            ids, mask = batch.input_ids, batch.attention_mask
+            ref = token_logprobs(reference(input_ids=ids, attention_mask=mask).logits, batch)
+            old = token_logprobs(policy(input_ids=ids, attention_mask=mask).logits, batch)
+            values = value.turn_values(batch)
+            kl = algo.per_turn_kl(old, ref, batch.turn_of_token, batch.num_turns)
+            rewards = algo.turn_rewards(batch.valid_code, batch.last_turn, batch.episode_passed, kl)
+            returns = algo.returns_to_go(rewards, batch.episode_of_turn)
+            prepared.append((batch, values, returns, algo.turn_advantages(returns, values)))
+    seen = []
+    for batch, old_values, returns, advantages in prepared:
+        logits = policy(input_ids=batch.input_ids, attention_mask=batch.attention_mask).logits
+        policy_loss, _ = algo.ppo_policy_loss(
+            token_logprobs(logits, batch),
+            batch.behaviour_logprobs,
+            advantages[batch.turn_of_token],
+        )
+        value_loss = algo.clipped_value_loss(value.turn_values(batch), old_values, returns)
+        policy_loss.backward()
+        value_loss.backward()
+        norms = []
+        for module, optimizer, schedule in steppers:
+            norms.append(torch.nn.utils.clip_grad_norm_(module.parameters(), config.max_grad_norm))
+            optimizer.step()
+            optimizer.zero_grad()
+            schedule.step()
+        seen.append(
+            {
+                "policy_loss": policy_loss.item(),
+                "value_loss": value_loss.item(),
+                "grad_norm": norms[0].item(),
+            }
+        )
+    return {"policy": policy.state_dict(), "value": value.state_dict(), "updates": seen}
+
+
+@pytest.mark.parametrize("stage", [2, 3])
+def test_ranks_agree_and_match_one_process(local_ray, quick_tiny_model, stage):
+    config = _config(zero_stage=stage)
+    rollouts = synthetic_rollouts(12, seed=stage, vocab_size=VOCAB)
+    initial = AutoModelForCausalLM.from_pretrained(quick_tiny_model).state_dict()
+    group = LearnerGroup(config, ModelConfig(str(quick_tiny_model)))
+    try:
+        metrics = group.train(rollouts, iteration=0)
+        ranks = group.parameters()
+    finally:
+        group.shutdown()
+    assert len(metrics["updates"]) == 2
+    assert metrics["updates"][0]["lr"] == pytest.approx(config.lr / 2)  # warm-up
+    expected = _single_process(config, quick_tiny_model, rollouts)
+    # Losses and the gradient's norm (before clipping) as one process sees them: the
+    # micro-batch and rank weighting adds up to the mean over the whole update.
+    for got, want in zip(metrics["updates"], expected["updates"], strict=True):
+        for key, value in want.items():
+            assert got[key] == pytest.approx(value, rel=1e-4), key
+    for model in ("policy", "value"):
+        assert ranks[0][model].keys() == expected[model].keys()
+        for name, tensor in expected[model].items():
+            assert torch.equal(ranks[0][model][name], ranks[1][model][name]), name
+            # AdamW's first steps move each weight by about lr, whatever its gradient's
+            # size: a wrong gradient would show at that scale.
+            assert torch.allclose(ranks[0][model][name], tensor, rtol=0, atol=2e-6), name
+    moved = max(
+        (ranks[0]["policy"][name] - tensor).abs().max().item() for name, tensor in initial.items()
+    )
+    assert moved > config.lr
+
+
+def test_a_checkpoint_resumes_bit_for_bit(local_ray, quick_tiny_model, tmp_path):
+    config = _config()
+    model = ModelConfig(str(quick_tiny_model))
+    batches = [synthetic_rollouts(8, seed=10 + i, vocab_size=VOCAB) for i in range(2)]
+    group = LearnerGroup(config, model)
+    try:
+        group.train(batches[0], iteration=0)
+        saved = group.save_checkpoint(str(tmp_path / "checkpoints"), 0, {"position": 8})
+        uninterrupted_metrics = group.train(batches[1], iteration=1)
+        uninterrupted = group.parameters()[0]
+    finally:
+        group.shutdown()
+    resumed_group = LearnerGroup(config, model)
+    try:
+        state = resumed_group.load_checkpoint(saved)
+        resumed_metrics = resumed_group.train(batches[1], iteration=1)
+        resumed = resumed_group.parameters()[0]
+    finally:
+        resumed_group.shutdown()
+    assert state == {"position": 8, "iteration": 0}
+    assert resumed_metrics["updates"] == [
+        {**update, "tokens_per_s": resumed_update["tokens_per_s"]}
+        for update, resumed_update in zip(
+            uninterrupted_metrics["updates"], resumed_metrics["updates"], strict=True
+        )
+    ]
+    for part in ("policy", "value"):
+        for name, tensor in uninterrupted[part].items():
+            assert torch.equal(resumed[part][name], tensor), name
+
+
+def test_too_few_rollouts_for_the_ranks_is_a_clear_error(local_ray, quick_tiny_model):
+    group = LearnerGroup(_config(updates_per_iteration=4), ModelConfig(str(quick_tiny_model)))
+    try:
+        with pytest.raises(ray.exceptions.RayTaskError, match="fewer sequences per update"):
+            group.train(synthetic_rollouts(6, seed=0, vocab_size=VOCAB), iteration=0)
+    finally:
+        group.shutdown()
+
+
+def _logprobs(state: dict, location, token_ids: list[int]) -> torch.Tensor:
+    model = AutoModelForCausalLM.from_pretrained(location, dtype=torch.float32)
+    model.load_state_dict(state)
+    ids = torch.tensor([token_ids])
+    with torch.no_grad():
+        logits = model(ids).logits[0, :-1]
+    return torch.log_softmax(logits, -1).gather(1, ids[0, 1:, None])[:, 0]
+
+
+def test_both_transports_give_vllm_the_learners_weights(local_ray, quick_tiny_model, tmp_path):
+    from actors.dialog import DialogConfig
+    from actors.generation import EngineConfig
+    from actors.inference import InferencePool
+    from sandbox import SandboxConfig
+
+    config = _config(lr=1e-3, warmup_steps=0)
+    group = LearnerGroup(config, ModelConfig(str(quick_tiny_model)))
+    pool = None
+    try:
+        group.train(synthetic_rollouts(8, seed=1, vocab_size=VOCAB), iteration=0)
+        exported = tmp_path / "policy"
+        group.export_policy(exported)
+        # The export is a Hugging Face folder that vLLM serves as it is.
+        pool = InferencePool(
+            ModelConfig(str(exported)),
+            EngineConfig(backend="vllm", max_model_len=512),
+            DialogConfig(),
+            SandboxConfig(workers=1),
+            num_actors=1,
+            actor_options=lambda index: {"num_cpus": 1},
+        )
+        [engine] = pool.actors
+        sequence = synthetic_rollouts(1, seed=99, vocab_size=VOCAB)[0].token_ids
+
+        def engine_logprobs():
+            return torch.tensor(ray.get(engine.sequence_logprobs.remote(sequence)))
+
+        def learner_logprobs():
+            return _logprobs(group.parameters()[0]["policy"], exported, sequence)
+
+        assert torch.allclose(engine_logprobs(), learner_logprobs(), rtol=0, atol=1e-4)
+        for version, transport in ((1, "object_store"), (2, "distributed")):
+            group.train(synthetic_rollouts(8, seed=1 + version, vocab_size=VOCAB), version)
+            learner = learner_logprobs()
+            assert (engine_logprobs() - learner).abs().max() > 1e-3  # the engine is behind
+            group.sync_weights(pool, version, transport)
+            assert ray.get(engine.weight_version.remote()) == version
+            assert torch.allclose(engine_logprobs(), learner, rtol=0, atol=1e-4), transport
+    finally:
+        if pool is not None:
+            pool.shutdown()
+        group.shutdown()
