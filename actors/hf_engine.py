@@ -7,9 +7,11 @@ temperature and top-p, as vLLM's `processed_logprobs` gives them.
 
 from __future__ import annotations
 
+import time
+
 from . import weight_broadcast
 from .generation import Completion, EngineConfig, ModelConfig, SamplingConfig
-from .weights import deserialize_weights
+from .weights import PackedWeights, deserialize_weights
 
 
 class HFEngine:
@@ -95,10 +97,16 @@ class HFEngine:
             logits = self.model(ids).logits[0, :-1].float()
         return torch.log_softmax(logits, -1).gather(1, ids[0, 1:, None])[:, 0].tolist()
 
-    def update_weights(self, payload: bytes, version: int) -> None:
-        """Load new weights (from `actors.weights.serialize_weights`) and tag them `version`."""
-        self.model.load_state_dict(deserialize_weights(payload))
+    def update_weights(self, payload: PackedWeights, version: int) -> float:
+        """Load new weights (from `actors.weights.serialize_weights`) and tag them `version`;
+        the seconds the load took."""
+        return self._load(deserialize_weights(payload), version)
+
+    def _load(self, weights: dict, version: int) -> float:
+        started = time.perf_counter()
+        self.model.load_state_dict(weights)
         self.weight_version = version
+        return time.perf_counter() - started
 
     def open_weight_group(self, host: str, port: int, first_rank: int, world_size: int) -> None:
         """Join the learner's weight group as rank `first_rank`."""
@@ -106,8 +114,9 @@ class HFEngine:
             host, port, first_rank, world_size, self.device
         )
 
-    def receive_weights(self, buckets: list, version: int) -> None:
-        """Receive the weights learner rank 0 broadcasts in `buckets`; tag them `version`."""
-        weights = dict(weight_broadcast.receive(self.weight_group, buckets, self.device))
-        self.model.load_state_dict(weights)
-        self.weight_version = version
+    def receive_weights(self, buckets: list, version: int) -> float:
+        """Receive the weights learner rank 0 broadcasts in `buckets`; tag them `version`;
+        the seconds the load took."""
+        return self._load(
+            dict(weight_broadcast.receive(self.weight_group, buckets, self.device)), version
+        )

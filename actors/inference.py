@@ -24,6 +24,7 @@ from .dialog import DialogConfig, play_episodes
 from .engines import make_engine
 from .generation import EngineConfig, ModelConfig
 from .rollout import Rollout
+from .weights import PackedWeights
 
 
 def own_cores(engine: EngineConfig, index: int, count: int) -> EngineConfig:
@@ -77,17 +78,19 @@ class RolloutWorker:
             problems, self.engine, self.sandbox.run_many, self.tokenizer, self.dialog, seed
         )
 
-    def update_weights(self, payload: bytes, version: int) -> None:
-        """New weights (`actors.weights.serialize_weights`), tagged `version`."""
-        self.engine.update_weights(payload, version)
+    def update_weights(self, payload: PackedWeights, version: int) -> float:
+        """New weights (`actors.weights.serialize_weights`), tagged `version`; the seconds
+        the engine took to load them."""
+        return self.engine.update_weights(payload, version)
 
     def open_weight_group(self, host: str, port: int, first_rank: int, world_size: int) -> None:
         """Join the learner's torch.distributed weight group (`actors.weight_broadcast`)."""
         self.engine.open_weight_group(host, port, first_rank, world_size)
 
-    def receive_weights(self, buckets: list, version: int) -> None:
-        """Receive the learner's broadcast of new weights, tagged `version`."""
-        self.engine.receive_weights(buckets, version)
+    def receive_weights(self, buckets: list, version: int) -> float:
+        """Receive the learner's broadcast of new weights, tagged `version`; the seconds
+        the engine took to load them."""
+        return self.engine.receive_weights(buckets, version)
 
     def weight_version(self) -> int:
         return self.engine.weight_version
@@ -158,13 +161,15 @@ class InferencePool:
         )
         return [rollout for chunk in played for rollout in chunk]
 
-    def update_weights(self, weights, version: int) -> None:
-        """Send new weights to every actor: `weights` is the serialized payload or a Ray
-        object reference to it (one object in the store, read by all)."""
+    def update_weights(self, weights, version: int) -> float:
+        """Send new weights to every actor: `weights` is the serialized payload
+        (`actors.weights.serialize_weights`) or a Ray object reference to it (one object in
+        the store, read by all). Returns the longest time an engine took to load them."""
         reference = weights if isinstance(weights, ray.ObjectRef) else ray.put(weights)
-        ray.get([actor.update_weights.remote(reference, version) for actor in self.actors])
+        load_s = ray.get([actor.update_weights.remote(reference, version) for actor in self.actors])
         # In a list, so that Ray passes the reference itself, not the bytes, to `play`.
         self._weights = ([reference], version)
+        return max(load_s)
 
     def weight_group_size(self) -> int:
         """Ranks the pool's engines take in a weight group (one per tensor-parallel worker)."""
@@ -180,7 +185,8 @@ class InferencePool:
         ]
 
     def receive_weights(self, buckets: list, version: int) -> list:
-        """Start receiving a broadcast of weights `version`; returns the calls' references.
+        """Start receiving a broadcast of weights `version`; returns the calls' references
+        (each gives the seconds its engine took to load the weights).
         An actor restarted later cannot catch up over the broadcast: `play` then fails."""
         self._weights = ([None], version)
         return [actor.receive_weights.remote(buckets, version) for actor in self.actors]

@@ -10,20 +10,25 @@ which repacks linear layers), and the prefix cache is reset after each update.
 from __future__ import annotations
 
 import os
+import time
 
 from . import weight_broadcast
 from .generation import Completion, EngineConfig, ModelConfig, SamplingConfig
-from .weights import deserialize_weights
+from .weights import PackedWeights, deserialize_weights
 
 
 class WeightSyncExtension:
     """Mixed into vLLM's worker class (`worker_extension_cls`): new weights from bytes, or
     from the learner's torch.distributed broadcast (`actors.weight_broadcast`)."""
 
-    def load_serialized_weights(self, payload: bytes) -> int:
-        weights = deserialize_weights(payload)
-        self.reload_weights(weights_iterator=iter(weights.items()))
-        return len(weights)
+    def load_serialized_weights(self, payload: PackedWeights) -> float:
+        """Load the weights; returns the seconds the load took."""
+        return self._load(deserialize_weights(payload).items())
+
+    def _load(self, weights) -> float:
+        started = time.perf_counter()
+        self.reload_weights(weights_iterator=iter(weights))
+        return time.perf_counter() - started
 
     def open_weight_group(
         self, host: str, port: int, first_rank: int, world_size: int, device: str
@@ -33,10 +38,11 @@ class WeightSyncExtension:
             host, port, first_rank + self.rank, world_size, device
         )
 
-    def receive_weight_buckets(self, buckets: list) -> int:
-        weights = list(weight_broadcast.receive(self.weight_group, buckets, str(self.device)))
-        self.reload_weights(weights_iterator=iter(weights))
-        return len(weights)
+    def receive_weight_buckets(self, buckets: list) -> float:
+        """Receive the broadcast, then load it; returns the seconds the load took."""
+        return self._load(
+            list(weight_broadcast.receive(self.weight_group, buckets, str(self.device)))
+        )
 
 
 def _cpu_environment(config: EngineConfig) -> dict[str, str]:
@@ -129,10 +135,12 @@ class VLLMEngine:
             for step, token in zip(output.prompt_logprobs[1:], token_ids[1:], strict=True)
         ]
 
-    def update_weights(self, payload: bytes, version: int) -> None:
-        """Load new weights (from `actors.weights.serialize_weights`) and tag them `version`."""
-        self.llm.collective_rpc("load_serialized_weights", args=(payload,))
+    def update_weights(self, payload: PackedWeights, version: int) -> float:
+        """Load new weights (from `actors.weights.serialize_weights`) and tag them `version`.
+        Returns the seconds vLLM took to load them (on CPU it repacks linear layers)."""
+        load_s = max(self.llm.collective_rpc("load_serialized_weights", args=(payload,)))
         self._weights_changed(version)
+        return load_s
 
     def open_weight_group(self, host: str, port: int, first_rank: int, world_size: int) -> None:
         """Join the learner's weight group: this engine's workers take ranks from
@@ -141,10 +149,12 @@ class VLLMEngine:
             "open_weight_group", args=(host, port, first_rank, world_size, self.config.device)
         )
 
-    def receive_weights(self, buckets: list, version: int) -> None:
-        """Receive the weights learner rank 0 broadcasts in `buckets`; tag them `version`."""
-        self.llm.collective_rpc("receive_weight_buckets", args=(buckets,))
+    def receive_weights(self, buckets: list, version: int) -> float:
+        """Receive the weights learner rank 0 broadcasts in `buckets`; tag them `version`.
+        Returns the seconds vLLM took to load them."""
+        load_s = max(self.llm.collective_rpc("receive_weight_buckets", args=(buckets,)))
         self._weights_changed(version)
+        return load_s
 
     def _weights_changed(self, version: int) -> None:
         self.llm.reset_prefix_cache()

@@ -88,13 +88,30 @@ def free_port() -> int:
         return probe.getsockname()[1]
 
 
-def open_group(host: str, port: int, rank: int, world_size: int, device: str):
-    """This process's member of the weight group; rank 0 hosts the store at `host:port`.
-    gloo when `device` is `cpu`, NCCL otherwise."""
+def host_store(host: str, port: int, world_size: int):
+    """Rank 0's side of the group's rendezvous, listening at `host:port` before anyone
+    joins (a member that comes first would otherwise back off for seconds)."""
+    import torch.distributed as dist
+
+    return dist.TCPStore(
+        host,
+        port,
+        world_size,
+        True,
+        timedelta(seconds=GROUP_TIMEOUT_S),
+        wait_for_workers=False,
+    )
+
+
+def open_group(host: str, port: int, rank: int, world_size: int, device: str, store=None):
+    """This process's member of the weight group; rank 0 hosts the store at `host:port`
+    (`store`: the one `host_store` made, on rank 0). gloo when `device` is `cpu`, NCCL
+    otherwise."""
     import torch.distributed as dist
 
     timeout = timedelta(seconds=GROUP_TIMEOUT_S)
-    store = dist.TCPStore(host, port, world_size, rank == 0, timeout=timeout)
+    if store is None:
+        store = dist.TCPStore(host, port, world_size, rank == 0, timeout=timeout)
     store = dist.PrefixStore("rlef-weights", store)
     if device == "cpu":
         return dist.ProcessGroupGloo(store, rank, world_size, timeout)
@@ -102,22 +119,31 @@ def open_group(host: str, port: int, rank: int, world_size: int, device: str):
 
 
 def send(group, state_dict: dict, buckets: list[Bucket], device: str) -> None:
-    """Broadcast `state_dict` (on rank 0) bucket by bucket."""
+    """Broadcast `state_dict` (on rank 0) bucket by bucket, building the next bucket while
+    the previous one travels."""
     import torch
 
+    in_flight = []
     for bucket in buckets:
         flat = torch.cat(
             [state_dict[slot.name].detach().reshape(-1).to(device) for slot in bucket.slots]
         )
-        group.broadcast(flat, 0).wait()
+        in_flight.append((flat, group.broadcast(flat, 0)))
+        if len(in_flight) > 1:
+            in_flight.pop(0)[1].wait()
+    for _, work in in_flight:
+        work.wait()
 
 
 def receive(group, buckets: list[Bucket], device: str) -> Iterator[tuple[str, object]]:
     """(name, tensor) of every tensor rank 0 sends, in order."""
     import torch
 
+    posted = []
     for bucket in buckets:
         flat = torch.empty(bucket.numel, dtype=getattr(torch, bucket.dtype), device=device)
-        group.broadcast(flat, 0).wait()
+        posted.append((bucket, flat, group.broadcast(flat, 0)))
+    for bucket, flat, work in posted:
+        work.wait()
         for slot in bucket.slots:
             yield slot.name, flat[slot.offset : slot.offset + slot.numel].view(slot.shape)

@@ -1,9 +1,12 @@
 """Rollouts to tensors: the padded batch the learner runs, with the index tensors that
 `learner.algo` reads (see its notation: N trained tokens, S turns).
 
-Row b of `input_ids` is rollout b's token ids, right-padded. A trained token at
-position p of row b is predicted by the logits at p - 1; the value of turn t is read
-at the last prompt token before its reply.
+Rollouts are packed: a row of `input_ids` holds one or more rollouts end to end, then
+padding. `position_ids` count from 0 again at each rollout (and at the padding), and the
+models are called without an attention mask, from which transformers builds a causal
+mask that keeps each rollout to itself. A trained token at position p of a row is
+predicted by the logits at p - 1 (never across rollouts: a rollout's first token is
+prompt); the value of turn t is read at the last prompt token before its reply.
 """
 
 from __future__ import annotations
@@ -19,9 +22,11 @@ from actors.rollout import Rollout
 @dataclass
 class TrainingBatch:
     input_ids: Tensor
-    """[B, L] token ids, right-padded."""
-    attention_mask: Tensor
-    """[B, L] 1 for real tokens."""
+    """[B, L] token ids: rollouts packed end to end, then padding."""
+    position_ids: Tensor
+    """[B, L] each token's position within its rollout (padding counts from 0 too)."""
+    real_tokens: int
+    """Tokens that are not padding."""
     token_rows: Tensor
     """[N] row of each trained token."""
     token_positions: Tensor
@@ -35,7 +40,7 @@ class TrainingBatch:
     value_positions: Tensor
     """[S] position of the last prompt token before each turn's reply."""
     episode_of_turn: Tensor
-    """[S] row (episode) of each turn; non-decreasing."""
+    """[S] episode (index into the collated rollouts) of each turn; non-decreasing."""
     valid_code: Tensor
     """[S] bool: the reply held valid code."""
     last_turn: Tensor
@@ -47,20 +52,42 @@ class TrainingBatch:
     def num_turns(self) -> int:
         return len(self.episode_of_turn)
 
+    def model_inputs(self) -> dict:
+        """Keyword arguments of a transformers model's forward for this batch."""
+        return {"input_ids": self.input_ids, "position_ids": self.position_ids, "use_cache": False}
 
-def collate(rollouts: list[Rollout], pad_id: int) -> TrainingBatch:
-    """One batch of `rollouts` (each with at least one turn)."""
-    width = max(len(r.token_ids) for r in rollouts)
-    input_ids = torch.full((len(rollouts), width), pad_id, dtype=torch.long)
-    attention_mask = torch.zeros((len(rollouts), width), dtype=torch.long)
+    def to(self, device) -> TrainingBatch:
+        """The batch with every tensor on `device`."""
+        moved = {
+            name: value.to(device) if isinstance(value, Tensor) else value
+            for name, value in vars(self).items()
+        }
+        return TrainingBatch(**moved)
+
+
+def collate(
+    rollouts: list[Rollout], pad_id: int, placement: list[tuple[int, int]] | None = None
+) -> TrainingBatch:
+    """One batch of `rollouts` (each with at least one turn). `placement[i]` = (row, first
+    position) of rollout i (`learner.packing.placement`); by default one rollout per row.
+    Tokens and turns come in rollout order, whatever the placement."""
+    placement = placement or [(index, 0) for index in range(len(rollouts))]
+    ends = {}
+    for rollout, (row, offset) in zip(rollouts, placement, strict=True):
+        ends[row] = max(ends.get(row, 0), offset + len(rollout.token_ids))
+    width = max(ends.values())
+    input_ids = torch.full((max(ends) + 1, width), pad_id, dtype=torch.long)
+    position_ids = torch.zeros_like(input_ids)
+    for row, end in ends.items():  # padding is a sequence of its own
+        position_ids[row, end:] = torch.arange(width - end)
     rows, positions, behaviour, turn_of_token = [], [], [], []
     value_rows, value_positions, valid, last, passed = [], [], [], [], []
-    for row, rollout in enumerate(rollouts):
+    for rollout, (row, offset) in zip(rollouts, placement, strict=True):
         if not rollout.turns:
             raise ValueError(f"rollout of {rollout.problem!r} has no turn to train on")
         length = len(rollout.token_ids)
-        input_ids[row, :length] = torch.tensor(rollout.token_ids)
-        attention_mask[row, :length] = 1
+        input_ids[row, offset : offset + length] = torch.tensor(rollout.token_ids)
+        position_ids[row, offset : offset + length] = torch.arange(length)
         starts = rollout.reply_starts
         for turn, start in enumerate(starts):
             index = len(value_rows)
@@ -68,24 +95,28 @@ def collate(rollouts: list[Rollout], pad_id: int) -> TrainingBatch:
             for position in range(start, end):
                 if rollout.trained_mask[position]:
                     rows.append(row)
-                    positions.append(position)
+                    positions.append(offset + position)
                     behaviour.append(rollout.behaviour_logprobs[position])
                     turn_of_token.append(index)
             value_rows.append(row)
-            value_positions.append(start - 1)
+            value_positions.append(offset + start - 1)
             valid.append(rollout.turns[turn].code is not None)
             last.append(turn == len(starts) - 1)
             passed.append(rollout.passed)
+    episode_of_turn = []
+    for episode, rollout in enumerate(rollouts):
+        episode_of_turn += [episode] * len(rollout.reply_starts)
     return TrainingBatch(
         input_ids=input_ids,
-        attention_mask=attention_mask,
+        position_ids=position_ids,
+        real_tokens=sum(len(r.token_ids) for r in rollouts),
         token_rows=torch.tensor(rows, dtype=torch.long),
         token_positions=torch.tensor(positions, dtype=torch.long),
         behaviour_logprobs=torch.tensor(behaviour, dtype=torch.float32),
         turn_of_token=torch.tensor(turn_of_token, dtype=torch.long),
         value_rows=torch.tensor(value_rows, dtype=torch.long),
         value_positions=torch.tensor(value_positions, dtype=torch.long),
-        episode_of_turn=torch.tensor(value_rows, dtype=torch.long),
+        episode_of_turn=torch.tensor(episode_of_turn, dtype=torch.long),
         valid_code=torch.tensor(valid),
         last_turn=torch.tensor(last),
         episode_passed=torch.tensor(passed),

@@ -54,7 +54,7 @@ class LearnerConfig:
     """How new weights reach the inference engines: `object_store` (Ray's, the default on
     one machine) or `distributed` (a torch.distributed broadcast from rank 0: NCCL on
     GPUs, gloo on CPU)."""
-    bucket_mb: int = 256
+    bucket_mb: int = 32
     """`distributed` transport: the weights travel in buckets of about this size."""
     seed: int = 0
 

@@ -65,24 +65,27 @@ class LearnerGroup:
         reference = ray.put(rollouts)
         return self._all("train", reference, iteration)[0]
 
-    def sync_weights(self, pool, version: int, transport: str | None = None) -> float:
+    def sync_weights(self, pool, version: int, transport: str | None = None) -> dict:
         """Send the policy's weights to every engine of `pool` (an `InferencePool`), tagged
-        `version`, by `transport` (default: the configured one); returns the seconds."""
+        `version`, by `transport` (default: the configured one). Returns the seconds it
+        took (`sync_s`), of which the engines spent `engine_load_s` loading them."""
         started = time.perf_counter()
         if (transport or self.config.transport) == "object_store":
             [reference] = self._all("weights_to_object_store")[0]
-            pool.update_weights(reference, version)
+            load_s = pool.update_weights(reference, version)
         else:
             if not self._weight_group_open:
                 self._open_weight_group(pool)
             receiving = pool.receive_weights(self._buckets, version)
-            ray.get([rank.broadcast_weights.remote() for rank in self.ranks] + receiving)
-        return time.perf_counter() - started
+            sending = [rank.broadcast_weights.remote() for rank in self.ranks]
+            load_s = max(ray.get(receiving))
+            ray.get(sending)
+        return {"sync_s": time.perf_counter() - started, "engine_load_s": load_s}
 
     def _open_weight_group(self, pool) -> None:
         self._buckets = self._all("weight_layout")[0]
-        host, port = ray.get(self.ranks[0].address.remote())
         world_size = 1 + pool.weight_group_size()
+        host, port = ray.get(self.ranks[0].host_weight_group.remote(world_size))
         joining = pool.open_weight_group(host, port, 1, world_size)
         ray.get(
             [rank.open_weight_group.remote(host, port, world_size) for rank in self.ranks] + joining

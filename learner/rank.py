@@ -22,6 +22,7 @@ import os
 import random
 import sys
 import time
+from contextlib import contextmanager, nullcontext
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -35,7 +36,13 @@ from actors.rollout import Rollout
 from . import algo
 from .batch import TrainingBatch, collate, token_logprobs
 from .config import LearnerConfig
-from .packing import padding_fraction, plan_micro_batches, split_across_ranks
+from .packing import (
+    MicroBatch,
+    padding_fraction,
+    placement,
+    plan_micro_batches,
+    split_across_ranks,
+)
 from .value_model import ValueModel
 
 PAD_ID = 0
@@ -96,6 +103,7 @@ class LearnerRank:
         self.model_config = model
         self.rank = rank
         self.world_size = world_size
+        self.weight_store = None
         self.weight_group = None
         self.weight_buckets = None
 
@@ -195,53 +203,58 @@ class LearnerRank:
         """One iteration on `rollouts` (the same list on every rank). Returns the
         iteration's metrics (all ranks agree): per update and over the iteration."""
         config, world = self.config, self.world_size
-        lengths = [len(rollout.token_ids) for rollout in rollouts]
+        self.lengths = [len(rollout.token_ids) for rollout in rollouts]
         parts = update_parts(len(rollouts), config.updates_per_iteration, config.seed, iteration)
         if min(len(part) for part in parts) < world:
             raise ValueError(
                 f"{len(rollouts)} rollouts in {config.updates_per_iteration} updates leave "
                 f"fewer sequences per update than the {world} learner ranks"
             )
+        shares = [split_across_ranks(self.lengths, part, world) for part in parts]
         plans = [
-            plan_micro_batches(
-                lengths, split_across_ranks(lengths, part, world), config.micro_batch_tokens
-            )
-            for part in parts
+            plan_micro_batches(self.lengths, share, config.micro_batch_tokens) for share in shares
         ]
         started = time.perf_counter()
-        shares = [
-            sorted(i for plan in plans for rows in plan[rank] for i in rows)
-            for rank in range(world)
-        ]
+        # Preparation covers each rank's sequences of every update at once.
+        mine_everywhere = [sorted(i for share in shares for i in share[r]) for r in range(world)]
         prepared, totals = self._prepare(
-            rollouts, plan_micro_batches(lengths, shares, config.micro_batch_tokens)
+            rollouts,
+            plan_micro_batches(self.lengths, mine_everywhere, config.micro_batch_tokens),
         )
+        prepare_s = time.perf_counter() - started
         updates = [
             self._update(rollouts, part, plan[self.rank], prepared)
             for part, plan in zip(parts, plans, strict=True)
         ]
         elapsed = time.perf_counter() - started
-        tokens = self._all_sum(torch.tensor([float(totals["tokens"])]))[0].item()
         return {
             "updates": updates,
             "reward_mean": totals["reward"] / len(rollouts),
             "kl_ref": totals["kl_ref"] / max(totals["trained_tokens"], 1),
             "padding_fraction": padding_fraction(
-                lengths, [[rows for plan in plans for rows in plan[r]] for r in range(world)]
+                self.lengths, [[b for plan in plans for b in plan[r]] for r in range(world)]
             ),
-            "tokens": int(tokens),
+            "tokens": int(totals["tokens"]),
+            "time_prepare_s": prepare_s,
             "time_train_s": elapsed,
         }
 
-    def _batch(self, rollouts: list[Rollout], rows: list[int]) -> TrainingBatch:
-        batch = collate([rollouts[index] for index in rows], PAD_ID)
-        for name, value in vars(batch).items():
-            setattr(batch, name, value.to(self.device))
-        return batch
+    def _batch(
+        self, rollouts: list[Rollout], micro_batch: MicroBatch
+    ) -> tuple[list, TrainingBatch]:
+        """The micro-batch's rollout indices in batch order, and its packed batch."""
+        order, places = placement(self.lengths, micro_batch)
+        batch = collate([rollouts[index] for index in order], PAD_ID, places)
+        return order, batch.to(self.device)
 
-    def _forward_logprobs(self, model, batch: TrainingBatch) -> tuple[Tensor, Tensor]:
-        logits = model(input_ids=batch.input_ids, attention_mask=batch.attention_mask).logits
-        return token_logprobs(logits, batch), logits
+    @staticmethod
+    def _forward_logprobs(model, batch: TrainingBatch) -> tuple[Tensor, Tensor]:
+        logits = model(**batch.model_inputs()).logits
+        return token_logprobs(logits, batch).float(), logits
+
+    def _values(self, batch: TrainingBatch) -> Tensor:
+        values = self.value(**batch.model_inputs())
+        return values[batch.value_rows, batch.value_positions].float()
 
     def _prepare(self, rollouts: list[Rollout], plan) -> tuple[dict[int, Prepared], dict]:
         """Old values, returns and advantages of this rank's rollouts; sums over the whole
@@ -249,21 +262,16 @@ class LearnerRank:
         config = self.config
         prepared: dict[int, Prepared] = {}
         sums = torch.zeros(4, dtype=torch.float64)  # reward, kl_ref, trained tokens, tokens
-        mine = plan[self.rank]
-        runs = [rows or plan_first(plan) for rows in mine]
+        stand_in = plan_first(plan)
         with torch.no_grad():
-            for rows, run in zip(mine, runs, strict=True):
-                batch = self._batch(rollouts, run)
+            for micro_batch in plan[self.rank]:
+                order, batch = self._batch(rollouts, micro_batch or stand_in)
                 reference, _ = self._forward_logprobs(self.reference, batch)
                 old, _ = self._forward_logprobs(self.policy, batch)
-                values = self.value(batch.input_ids, batch.attention_mask)[
-                    batch.value_rows, batch.value_positions
-                ].float()
-                if not rows:
+                values = self._values(batch)
+                if not micro_batch:
                     continue
-                kl = algo.per_turn_kl(
-                    old.float(), reference.float(), batch.turn_of_token, batch.num_turns
-                )
+                kl = algo.per_turn_kl(old, reference, batch.turn_of_token, batch.num_turns)
                 rewards = algo.turn_rewards(
                     batch.valid_code,
                     batch.last_turn,
@@ -279,13 +287,13 @@ class LearnerRank:
                 sums += torch.tensor(
                     [
                         returns[first_turn].sum().item(),
-                        (old.float() - reference.float()).sum().item(),
+                        (old - reference).sum().item(),
                         len(old),
-                        batch.attention_mask.sum().item(),
+                        batch.real_tokens,
                     ],
                     dtype=torch.float64,
                 )
-                for episode, index in enumerate(rows):
+                for episode, index in enumerate(order):
                     turns = batch.episode_of_turn == episode
                     prepared[index] = Prepared(
                         values[turns].cpu(), returns[turns].cpu(), advantages[turns].cpu()
@@ -302,7 +310,7 @@ class LearnerRank:
         self,
         rollouts: list[Rollout],
         part: list[int],
-        micro_batches: list[list[int]],
+        micro_batches: list[MicroBatch],
         prepared: dict[int, Prepared],
     ) -> dict:
         """One optimizer step of policy and value on `part`, this rank running
@@ -314,30 +322,28 @@ class LearnerRank:
         part_turns = sum(len(rollouts[index].reply_starts) for index in part)
         # Sums over this rank's tokens (or turns); divided by the group's totals below.
         sums = torch.zeros(7, dtype=torch.float64)
-        fallback = [i for rows in micro_batches for i in rows][:1]
+        stand_in = [[next(i for batch in micro_batches for row in batch for i in row)]]
         self.policy.train()
         self.value.train()
-        for rows in micro_batches:
-            batch = self._batch(rollouts, rows or fallback)
-            counts = 1.0 if rows else 0.0  # an empty micro-batch only keeps step with the group
-            old_values = torch.cat([prepared[i].old_values for i in rows or fallback])
-            returns = torch.cat([prepared[i].returns for i in rows or fallback])
-            advantages = torch.cat([prepared[i].advantages for i in rows or fallback])
+        for micro_batch in micro_batches:
+            order, batch = self._batch(rollouts, micro_batch or stand_in)
+            counts = 1.0 if micro_batch else 0.0  # an empty one only keeps step with the group
             old_values, returns, advantages = (
-                t.to(self.device) for t in (old_values, returns, advantages)
+                torch.cat([getattr(prepared[i], name) for i in order]).to(self.device)
+                for name in ("old_values", "returns", "advantages")
             )
             logprobs, logits = self._forward_logprobs(self.policy, batch)
-            logprobs = logprobs.float()
-            token_advantages = advantages[batch.turn_of_token]
             policy_loss, clip_fraction = algo.ppo_policy_loss(
-                logprobs, batch.behaviour_logprobs, token_advantages, config.clip_eps
+                logprobs,
+                batch.behaviour_logprobs,
+                advantages[batch.turn_of_token],
+                config.clip_eps,
             )
             tokens = len(logprobs)
             self.policy.backward(policy_loss * (counts * world * tokens / part_tokens))
-            values = self.value(batch.input_ids, batch.attention_mask)[
-                batch.value_rows, batch.value_positions
-            ].float()
-            value_loss = algo.clipped_value_loss(values, old_values, returns, config.value_clip)
+            value_loss = algo.clipped_value_loss(
+                self._values(batch), old_values, returns, config.value_clip
+            )
             turns = batch.num_turns
             self.value.backward(value_loss * (counts * world * turns / part_turns))
             with torch.no_grad():
@@ -353,7 +359,7 @@ class LearnerRank:
                         approx_kl.item(),
                         entropy.item(),
                         value_loss.item() * turns,
-                        batch.attention_mask.sum().item(),
+                        batch.real_tokens,
                         0.0,
                     ],
                     dtype=torch.float64,
@@ -375,6 +381,7 @@ class LearnerRank:
             "entropy": entropy / part_tokens,
             "grad_norm": grad_norm / world,
             "tokens_per_s": tokens / elapsed,
+            "time_s": elapsed,
             "lr": lr,
         }
 
@@ -387,32 +394,41 @@ class LearnerRank:
 
     # --- weights out ------------------------------------------------------------------
 
-    def policy_state(self) -> dict | None:
-        """The policy's full weights as contiguous CPU copies on rank 0 (None elsewhere).
-        Every rank must call it: under ZeRO-3 the parameters are gathered first."""
-        module = self.policy.module
+    @contextmanager
+    def _full_state(self, engine, on_every_rank: bool = False):
+        """`engine`'s full state dict on rank 0 (or on every rank; None elsewhere), as
+        views valid inside the block. Every rank must enter: under ZeRO-3 the parameters
+        are gathered."""
+        module = engine.module
+        gathered = nullcontext()
         if self.config.zero_stage == 3:
             import deepspeed
 
-            with deepspeed.zero.GatheredParameters(list(module.parameters()), modifier_rank=None):
-                return self._copy_state(module) if self.rank == 0 else None
-        return self._copy_state(module) if self.rank == 0 else None
+            gathered = deepspeed.zero.GatheredParameters(
+                list(module.parameters()), modifier_rank=None
+            )
+        with gathered:
+            yield module.state_dict() if on_every_rank or self.rank == 0 else None
+
+    def policy_state(self) -> dict | None:
+        """The policy's full weights as contiguous CPU copies on rank 0 (None elsewhere);
+        every rank must call it."""
+        with self._full_state(self.policy) as state:
+            return None if state is None else self._copy(state)
 
     @staticmethod
-    def _copy_state(module) -> dict:
-        return {
-            name: t.detach().to("cpu").contiguous().clone()
-            for name, t in module.state_dict().items()
-        }
+    def _copy(state: dict) -> dict:
+        return {name: t.detach().to("cpu").contiguous().clone() for name, t in state.items()}
 
     def weights_to_object_store(self) -> list | None:
-        """Rank 0: [a Ray object reference to the serialized weights]; others: None."""
+        """Rank 0: [a Ray object reference to the serialized weights]; others: None.
+        Every rank must call it."""
         import ray
 
         from actors.weights import serialize_weights
 
-        state = self.policy_state()
-        return None if state is None else [ray.put(serialize_weights(state))]
+        with self._full_state(self.policy) as state:
+            return None if state is None else [ray.put(serialize_weights(state))]
 
     def weight_layout(self) -> list[weight_broadcast.Bucket]:
         """The buckets the `distributed` transport sends (all ranks must call it)."""
@@ -423,19 +439,29 @@ class LearnerRank:
             )
         return self.weight_buckets
 
+    def host_weight_group(self, world_size: int) -> tuple[str, int]:
+        """Rank 0: start the weight group's rendezvous; its address."""
+        import ray
+
+        host, port = ray.util.get_node_ip_address(), weight_broadcast.free_port()
+        self.weight_store = weight_broadcast.host_store(host, port, world_size)
+        return host, port
+
     def open_weight_group(self, host: str, port: int, world_size: int) -> None:
         """Rank 0 joins the weight group as its rank 0 (others do nothing)."""
         if self.rank == 0:
             self.weight_group = weight_broadcast.open_group(
-                host, port, 0, world_size, self.config.device
+                host, port, 0, world_size, self.config.device, self.weight_store
             )
 
     def broadcast_weights(self) -> float:
         """Send the policy's weights to the weight group; returns seconds spent."""
         started = time.perf_counter()
-        state = self.policy_state()
-        if state is not None:
-            weight_broadcast.send(self.weight_group, state, self.weight_buckets, str(self.device))
+        with self._full_state(self.policy) as state:
+            if state is not None:
+                weight_broadcast.send(
+                    self.weight_group, state, self.weight_buckets, str(self.device)
+                )
         return time.perf_counter() - started
 
     def export_policy(self, directory: str) -> None:
@@ -488,21 +514,15 @@ class LearnerRank:
 
     def parameters(self) -> dict:
         """This rank's view of the full policy and value parameters, as CPU copies (all
-        ranks must call it; under ZeRO-3 they are gathered): for checks and tests."""
-        gathered = {}
-        for name, module in (("policy", self.policy.module), ("value", self.value.module)):
-            if self.config.zero_stage == 3:
-                import deepspeed
-
-                with deepspeed.zero.GatheredParameters(
-                    list(module.parameters()), modifier_rank=None
-                ):
-                    gathered[name] = self._copy_state(module)
-            else:
-                gathered[name] = self._copy_state(module)
-        return gathered
+        ranks must call it): for checks and tests."""
+        copies = {}
+        for name, engine in (("policy", self.policy), ("value", self.value)):
+            with self._full_state(engine, on_every_rank=True) as state:
+                copies[name] = self._copy(state)
+        return copies
 
 
-def plan_first(plan: list[list[list[int]]]) -> list[int]:
-    """Some sequence of the plan: what an empty micro-batch runs (its result unused)."""
-    return next(rows for batches in plan for rows in batches if rows)[:1]
+def plan_first(plan: list[list[MicroBatch]]) -> MicroBatch:
+    """One sequence of the plan as a micro-batch: what an empty micro-batch runs (its
+    result unused)."""
+    return [[next(i for batches in plan for batch in batches for row in batch for i in row)]]

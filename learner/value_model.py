@@ -31,12 +31,13 @@ class ValueModel(nn.Module):
         backbone = AutoModel.from_pretrained(location, dtype=dtype)
         return cls(backbone, backbone.config.hidden_size).to(dtype)
 
-    def forward(self, input_ids: Tensor, attention_mask: Tensor) -> Tensor:
-        """Values at every position: [B, L] ids and mask -> [B, L]."""
-        hidden = self.backbone(input_ids=input_ids, attention_mask=attention_mask)
+    def forward(self, **model_inputs) -> Tensor:
+        """Values at every position: the backbone's inputs ([B, L] `input_ids`, and
+        `position_ids` or `attention_mask`) -> [B, L]."""
+        hidden = self.backbone(**model_inputs)
         return self.head(hidden.last_hidden_state).squeeze(-1)
 
     def turn_values(self, batch: TrainingBatch) -> Tensor:
         """V(c_t) for every turn of `batch`: [S]."""
-        values = self(batch.input_ids, batch.attention_mask)
+        values = self(**batch.model_inputs())
         return values[batch.value_rows, batch.value_positions]

@@ -33,7 +33,9 @@ def _rollouts():
 def test_collate_by_hand():
     batch = collate(_rollouts(), pad_id=0)
     assert batch.input_ids.tolist() == [[1, 2, 3, 4, 5, 6], [7, 8, 9, 10, 0, 0]]
-    assert batch.attention_mask.tolist() == [[1] * 6, [1, 1, 1, 1, 0, 0]]
+    # Positions count within each rollout; the padding counts on its own.
+    assert batch.position_ids.tolist() == [[0, 1, 2, 3, 4, 5], [0, 1, 2, 3, 0, 1]]
+    assert batch.real_tokens == 10
     assert batch.token_rows.tolist() == [0, 0, 0, 1, 1, 1]
     assert batch.token_positions.tolist() == [2, 3, 5, 1, 2, 3]
     assert torch.allclose(
@@ -47,6 +49,22 @@ def test_collate_by_hand():
     assert batch.last_turn.tolist() == [False, True, True]
     assert batch.episode_passed.tolist() == [True, True, False]
     assert batch.num_turns == 3
+
+
+def test_packed_rollouts_share_a_row_and_keep_their_own_positions():
+    # Rollout "a" at positions 0-5 of row 0, "b" after it at 6-9.
+    batch = collate(_rollouts(), pad_id=0, placement=[(0, 0), (0, 6)])
+    assert batch.input_ids.tolist() == [[1, 2, 3, 4, 5, 6, 7, 8, 9, 10]]
+    assert batch.position_ids.tolist() == [[0, 1, 2, 3, 4, 5, 0, 1, 2, 3]]
+    assert batch.token_rows.tolist() == [0] * 6
+    assert batch.token_positions.tolist() == [2, 3, 5, 7, 8, 9]
+    assert batch.value_positions.tolist() == [1, 4, 6]
+    assert batch.episode_of_turn.tolist() == [0, 0, 1]
+    # Placed in another order, tokens and turns still come in rollout order.
+    swapped = collate(_rollouts(), pad_id=0, placement=[(0, 4), (0, 0)])
+    assert swapped.input_ids.tolist() == [[7, 8, 9, 10, 1, 2, 3, 4, 5, 6]]
+    assert swapped.token_positions.tolist() == [6, 7, 9, 1, 2, 3]
+    assert swapped.turn_of_token.tolist() == [0, 0, 1, 2, 2, 2]
 
 
 def test_token_logprobs_read_the_logits_one_position_earlier():
@@ -80,11 +98,16 @@ def test_the_learner_scores_vllm_rollouts_as_vllm_sampled_them(quick_tiny_model,
         generate_toy("valid", 4), engine, sandbox.run_many, tokenizer, dialog, seed=5
     )
     assert any(len(r.turns) > 1 for r in rollouts)  # feedback turns are in the batch too
-    batch = collate(rollouts, pad_id=tokenizer.pad_token_id)
     model = AutoModelForCausalLM.from_pretrained(quick_tiny_model, dtype=torch.float32)
-    with torch.no_grad():
-        logits = model(input_ids=batch.input_ids, attention_mask=batch.attention_mask).logits
-    got = token_logprobs(logits, batch)
-    assert torch.allclose(got, batch.behaviour_logprobs, atol=1e-4, rtol=0), (
-        (got - batch.behaviour_logprobs).abs().max()
-    )
+    # One rollout per row, and all four packed into two rows: a rollout never sees
+    # another's tokens.
+    first, second = (len(r.token_ids) for r in rollouts[:2])
+    packed = [(0, 0), (1, 0), (0, first), (1, second)]
+    for placement in (None, packed):
+        batch = collate(rollouts, pad_id=tokenizer.pad_token_id, placement=placement)
+        with torch.no_grad():
+            logits = model(**batch.model_inputs()).logits
+        got = token_logprobs(logits, batch)
+        assert torch.allclose(got, batch.behaviour_logprobs, atol=1e-4, rtol=0), (
+            (got - batch.behaviour_logprobs).abs().max()
+        )

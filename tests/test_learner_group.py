@@ -64,9 +64,8 @@ def _single_process(config: LearnerConfig, location, rollouts) -> dict:
     with torch.no_grad():
         for part in parts:
             batch = collate([rollouts[i] for i in part], 0)
-            ids, mask = batch.input_ids, batch.attention_mask
-            ref = token_logprobs(reference(input_ids=ids, attention_mask=mask).logits, batch)
-            old = token_logprobs(policy(input_ids=ids, attention_mask=mask).logits, batch)
+            ref = token_logprobs(reference(**batch.model_inputs()).logits, batch)
+            old = token_logprobs(policy(**batch.model_inputs()).logits, batch)
             values = value.turn_values(batch)
             kl = algo.per_turn_kl(old, ref, batch.turn_of_token, batch.num_turns)
             rewards = algo.turn_rewards(batch.valid_code, batch.last_turn, batch.episode_passed, kl)
@@ -74,7 +73,7 @@ def _single_process(config: LearnerConfig, location, rollouts) -> dict:
             prepared.append((batch, values, returns, algo.turn_advantages(returns, values)))
     seen = []
     for batch, old_values, returns, advantages in prepared:
-        logits = policy(input_ids=batch.input_ids, attention_mask=batch.attention_mask).logits
+        logits = policy(**batch.model_inputs()).logits
         policy_loss, _ = algo.ppo_policy_loss(
             token_logprobs(logits, batch),
             batch.behaviour_logprobs,
@@ -151,12 +150,10 @@ def test_a_checkpoint_resumes_bit_for_bit(local_ray, quick_tiny_model, tmp_path)
     finally:
         resumed_group.shutdown()
     assert state == {"position": 8, "iteration": 0}
-    assert resumed_metrics["updates"] == [
-        {**update, "tokens_per_s": resumed_update["tokens_per_s"]}
-        for update, resumed_update in zip(
-            uninterrupted_metrics["updates"], resumed_metrics["updates"], strict=True
-        )
-    ]
+    timing = {"tokens_per_s", "time_s"}
+    assert [
+        {k: v for k, v in u.items() if k not in timing} for u in resumed_metrics["updates"]
+    ] == [{k: v for k, v in u.items() if k not in timing} for u in uninterrupted_metrics["updates"]]
     for part in ("policy", "value"):
         for name, tensor in uninterrupted[part].items():
             assert torch.equal(resumed[part][name], tensor), name

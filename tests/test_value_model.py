@@ -42,14 +42,14 @@ def test_values_are_read_at_the_last_prompt_token_of_each_turn(quick_tiny_model)
     value = ValueModel.from_pretrained(quick_tiny_model, torch.float32)
     torch.nn.init.normal_(value.head.weight, generator=torch.Generator().manual_seed(0))
     batch = _batch()
-    every = value(batch.input_ids, batch.attention_mask)
+    every = value(**batch.model_inputs())
     assert torch.equal(
         value.turn_values(batch), torch.stack([every[0, 1], every[0, 4], every[1, 0]])
     )
     # Causal: a turn's value does not see its own reply (changing the reply keeps it).
     changed = batch.input_ids.clone()
     changed[0, 2:4] = torch.tensor([9, 9])
-    again = value(changed, batch.attention_mask)
+    again = value(**{**batch.model_inputs(), "input_ids": changed})
     assert torch.allclose(again[0, 1], every[0, 1])
 
 
