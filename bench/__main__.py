@@ -1,6 +1,7 @@
 """`python -m bench`: run every benchmark and print its figures."""
 
-from . import rollout_throughput, sandbox_throughput
+from . import learner_throughput, rollout_throughput, sandbox_throughput
 
 sandbox_throughput.main([])
 rollout_throughput.main([])
+learner_throughput.main([])
