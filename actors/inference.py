@@ -60,11 +60,16 @@ class RolloutWorker:
         self.sandbox = Sandbox(sandbox)
 
     def play(
-        self, problems: list[Problem], seed: int, weights: tuple[list, int] | None = None
+        self,
+        problems: list[Problem],
+        seed: int,
+        weights: tuple[list, int] | None = None,
+        dialog: DialogConfig | None = None,
     ) -> list[Rollout]:
-        """One episode per problem. `weights` is ([object ref of the serialized weights],
-        version): loaded first unless the engine has that version already (a restarted
-        actor starts from the model's files)."""
+        """One episode per problem, played by `dialog` (default: the actor's). `weights`
+        is ([object ref of the serialized weights], version): loaded first unless the
+        engine has that version already (a restarted actor starts from the model's
+        files)."""
         if weights is not None and weights[1] != self.engine.weight_version:
             [reference], version = weights
             if reference is None:
@@ -75,7 +80,12 @@ class RolloutWorker:
                 )
             self.engine.update_weights(ray.get(reference), version)
         return play_episodes(
-            problems, self.engine, self.sandbox.run_many, self.tokenizer, self.dialog, seed
+            problems,
+            self.engine,
+            self.sandbox.run_many,
+            self.tokenizer,
+            dialog or self.dialog,
+            seed,
         )
 
     def update_weights(self, payload: PackedWeights, version: int) -> float:
@@ -136,8 +146,10 @@ class InferencePool:
         problems: Sequence[Problem],
         seed: int = 0,
         on_done: Callable[[], None] | None = None,
+        dialog: DialogConfig | None = None,
     ) -> list[Rollout]:
-        """One rollout per problem; `on_done` ticks once per finished chunk."""
+        """One rollout per problem, by `dialog` (default: the pool's, e.g. evaluation
+        sampling instead); `on_done` ticks once per finished chunk."""
         chunks = [
             (list(problems[start : start + self.chunk_size]), seed + start)
             for start in range(0, len(problems), self.chunk_size)
@@ -152,7 +164,7 @@ class InferencePool:
         played = run_on_actors(
             self.actors,
             chunks,
-            submit=lambda actor, chunk: actor.play.remote(*chunk, self._weights),
+            submit=lambda actor, chunk: actor.play.remote(*chunk, self._weights, dialog),
             max_in_flight=2 * len(self.actors),
             max_attempts=self.max_attempts,
             stats=self.stats,

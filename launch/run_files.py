@@ -1,0 +1,107 @@
+"""What a training run leaves in its folder, written as it goes.
+
+- `metrics.jsonl`: one JSON object per iteration (appended, flushed: a crash keeps every
+  finished iteration);
+- `tensorboard/`: the same scalars as TensorBoard event files;
+- `rollouts/iter-NNNNNN.parquet`: every rollout of the iteration, one row each.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+
+from actors.rollout import Rollout
+from learner.algo import NO_CODE_PENALTY
+
+METRICS_FILE = "metrics.jsonl"
+ROLLOUTS_DIR = "rollouts"
+TENSORBOARD_DIR = "tensorboard"
+
+
+def task_rewards(rollout: Rollout, no_code_penalty: float = NO_CODE_PENALTY) -> list[float]:
+    """Each turn's reward from the task alone (the KL penalty left out): -0.2 for a reply
+    without valid code, and +1 / -1 on the last turn for the final verdict."""
+    rewards = [0.0 if turn.code is not None else no_code_penalty for turn in rollout.turns]
+    if rewards:
+        rewards[-1] += 1.0 if rollout.passed else -1.0
+    return rewards
+
+
+def rollout_table(rollouts: list[Rollout], iteration: int):
+    """The iteration's rollouts as a pyarrow table: problem, verdict, and per turn the
+    reply, the code, whether it passed the feedback tests, the feedback, the reward and
+    the weight version."""
+    import pyarrow as pa
+
+    turn_type = pa.struct(
+        [
+            ("reply", pa.string()),
+            ("code", pa.string()),
+            ("tests_passed", pa.bool_()),
+            ("feedback", pa.string()),
+            ("reward", pa.float64()),
+            ("weight_version", pa.int64()),
+        ]
+    )
+    columns = {
+        "iteration": pa.array([iteration] * len(rollouts), pa.int64()),
+        "problem": pa.array([r.problem for r in rollouts], pa.string()),
+        "passed": pa.array([r.passed for r in rollouts], pa.bool_()),
+        "overflow": pa.array([r.overflow for r in rollouts], pa.bool_()),
+        "tokens": pa.array([len(r.token_ids) for r in rollouts], pa.int64()),
+        "turns": pa.array(
+            [
+                [
+                    {
+                        "reply": turn.reply,
+                        "code": turn.code,
+                        "tests_passed": turn.tests_passed,
+                        "feedback": turn.feedback,
+                        "reward": reward,
+                        "weight_version": turn.weight_version,
+                    }
+                    for turn, reward in zip(r.turns, task_rewards(r), strict=True)
+                ]
+                for r in rollouts
+            ],
+            pa.list_(turn_type),
+        ),
+    }
+    return pa.table(columns)
+
+
+class RunFiles:
+    """Appends a run's metrics, TensorBoard scalars and rollouts under `directory`."""
+
+    def __init__(self, directory: str | Path) -> None:
+        from torch.utils.tensorboard import SummaryWriter
+
+        self.directory = Path(directory)
+        (self.directory / ROLLOUTS_DIR).mkdir(parents=True, exist_ok=True)
+        self.tensorboard = SummaryWriter(str(self.directory / TENSORBOARD_DIR))
+
+    def write_iteration(self, metrics: dict, rollouts: list[Rollout]) -> None:
+        import pyarrow.parquet as pq
+
+        iteration = metrics["iteration"]
+        path = self.directory / ROLLOUTS_DIR / f"iter-{iteration:06d}.parquet"
+        pq.write_table(rollout_table(rollouts, iteration), path)
+        with open(self.directory / METRICS_FILE, "a") as handle:
+            handle.write(json.dumps(metrics) + "\n")
+        for name, value in metrics.items():
+            if isinstance(value, (int, float)) and name != "iteration" and math.isfinite(value):
+                self.tensorboard.add_scalar(name, value, iteration)
+        self.tensorboard.flush()
+
+    def close(self) -> None:
+        self.tensorboard.close()
+
+
+def read_metrics(directory: str | Path) -> list[dict]:
+    """Every iteration's metrics of a run folder, in order."""
+    path = Path(directory) / METRICS_FILE
+    if not path.exists():
+        return []
+    return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]

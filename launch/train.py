@@ -1,0 +1,385 @@
+"""`python -m launch.train [overrides]`: RLEF training, the project's main job.
+
+Each iteration the inference actors play `trainer.rollouts_per_iteration` episodes into
+the replay queue; the learner group takes them, updates, and the new weights go to every
+engine. `trainer.schedule=sync` is the paper's (generate with version v, train,
+broadcast); `async` plays the next iteration's episodes while the learner trains, at
+most `trainer.max_staleness` versions behind. 1@3 on the validation split is evaluated
+before training, every `eval.every` iterations and at the end. The run folder gets
+`metrics.jsonl`, TensorBoard scalars, `rollouts/*.parquet`, `checkpoints/`, the final
+policy (`policy/`, Hugging Face format) and `report.html`.
+
+    python -m launch.train                                   # tiny model, toy contests, local
+    python -m launch.train trainer.iterations=5 learner.lr=1e-4
+    python -m launch.train model=llama3.1-8b-instruct cluster=paper_8b data=code_contests
+    python -m launch.train --multirun +experiment=single_turn,random_feedback
+"""
+
+from __future__ import annotations
+
+import random
+import statistics
+import sys
+import threading
+import time
+from dataclasses import replace
+from pathlib import Path
+
+import hydra
+from hydra.core.config_store import ConfigStore
+from omegaconf import OmegaConf
+
+from actors.dialog import DialogConfig
+from actors.generation import SamplingConfig
+from actors.rollout import Rollout
+from launch.config import CONF_DIR, ConfigError, run_entry_point
+from launch.run_files import RunFiles
+from launch.train_config import SCHEDULES, TrainConfig
+from problems import Problem
+from problems.sources import load_problems
+
+EVAL_SAMPLING = SamplingConfig(temperature=0.2, top_p=0.95)
+"""1@3 evaluation: the paper's sampling."""
+
+ConfigStore.instance().store(name="train_schema", node=TrainConfig)
+
+
+def check_config(config: TrainConfig) -> None:
+    """Raise `ConfigError` (naming the key) for settings that cannot work, before any
+    actor starts."""
+    from launch.evaluate import check_model
+    from learner.config import LearnerConfigError
+
+    check_model(config.model)
+    trainer = config.trainer
+    if trainer.schedule not in SCHEDULES:
+        raise ConfigError(f"trainer.schedule must be one of {SCHEDULES}, got {trainer.schedule!r}")
+    if trainer.schedule == "async" and trainer.max_staleness < 1:
+        raise ConfigError("trainer.max_staleness must be >= 1 for trainer.schedule=async")
+    if trainer.iterations < 1 or trainer.rollouts_per_iteration < 1:
+        raise ConfigError("trainer.iterations and trainer.rollouts_per_iteration must be >= 1")
+    per_update = trainer.rollouts_per_iteration // max(config.learner.updates_per_iteration, 1)
+    if per_update < config.learner.num_ranks:
+        raise ConfigError(
+            f"trainer.rollouts_per_iteration={trainer.rollouts_per_iteration} in "
+            f"learner.updates_per_iteration={config.learner.updates_per_iteration} updates "
+            f"gives fewer rollouts per update than learner.num_ranks={config.learner.num_ranks}"
+        )
+    try:
+        config.learner.check()
+    except LearnerConfigError as exc:
+        raise ConfigError(str(exc)) from exc
+
+
+class ProblemStream:
+    """The training problems in a seeded order, reshuffled every epoch; `position` counts
+    the problems handed out, so that a resumed run continues where it stopped."""
+
+    def __init__(self, problems: list[Problem], seed: int, position: int = 0) -> None:
+        if not problems:
+            raise ConfigError("the training split has no problems (check data.*)")
+        self.problems = problems
+        self.seed = seed
+        self.position = position
+
+    def take(self, count: int) -> list[Problem]:
+        taken = []
+        for position in range(self.position, self.position + count):
+            epoch, index = divmod(position, len(self.problems))
+            order = list(range(len(self.problems)))
+            random.Random(self.seed * 7919 + epoch).shuffle(order)
+            taken.append(self.problems[order[index]])
+        self.position += count
+        return taken
+
+
+def turn_solve_rates(rollouts: list[Rollout], max_turns: int) -> dict[str, float]:
+    """Share of episodes solved (final verdict) by the end of turn t, for t = 1..max_turns:
+    an episode that passed with fewer turns counts as solved at every later turn."""
+    rates = {}
+    for turn in range(1, max_turns + 1):
+        solved = sum(r.passed and len(r.turns) <= turn for r in rollouts)
+        rates[f"solve_rate_turn_{turn}"] = solved / len(rollouts)
+    return rates
+
+
+def evaluate_1at3(pool, problems: list[Problem], rollouts: int, dialog: DialogConfig, seed: int):
+    """1@3 on `problems` with the pool's engines: `rollouts` per problem at the paper's
+    evaluation sampling. Returns (1@3, per-turn solve rates)."""
+    from problems.solve_rates import mean_solved
+
+    episodes = [problem for problem in problems for _ in range(rollouts)]
+    sampling = replace(EVAL_SAMPLING, max_new_tokens=dialog.sampling.max_new_tokens)
+    played = pool.play(episodes, seed=seed, dialog=replace(dialog, sampling=sampling))
+    per_problem = [
+        mean_solved([r.passed for r in played[index * rollouts : (index + 1) * rollouts]])
+        for index in range(len(problems))
+    ]
+    return statistics.mean(per_problem), turn_solve_rates(played, dialog.max_turns)
+
+
+class Producer:
+    """Plays each iteration's episodes in a background thread and puts them into the
+    replay queue, at most `ahead` iterations ahead of the learner (0: sync)."""
+
+    def __init__(self, pool, queue, stream: ProblemStream, count: int, seed: int, ahead: int):
+        self.pool, self.queue, self.stream = pool, queue, stream
+        self.count, self.seed, self.ahead = count, seed, ahead
+        self.learner_version = 0
+        self.timings: dict[int, dict] = {}
+        self.error: BaseException | None = None
+        self._changed = threading.Condition()
+        self._stop = False
+        self._thread: threading.Thread | None = None
+
+    def start(self, first: int, last: int) -> None:
+        self._thread = threading.Thread(target=self._run, args=(first, last), daemon=True)
+        self._thread.start()
+
+    def learner_at(self, version: int) -> None:
+        with self._changed:
+            self.learner_version = version
+            self._changed.notify_all()
+
+    def stop(self) -> None:
+        with self._changed:
+            self._stop = True
+            self._changed.notify_all()
+
+    def _run(self, first: int, last: int) -> None:
+        import ray
+
+        try:
+            for iteration in range(first, last + 1):
+                # Iteration i is played with weights of version >= i - 1 - ahead.
+                oldest = iteration - 1 - self.ahead
+                with self._changed:
+                    self._changed.wait_for(
+                        lambda oldest=oldest: self._stop or self.learner_version >= oldest
+                    )
+                    if self._stop:
+                        return
+                problems = self.stream.take(self.count)
+                started = time.perf_counter()
+                rollouts = self.pool.play(problems, seed=self.seed * 1_000_003 + iteration)
+                self.timings[iteration] = {"time_generate_s": time.perf_counter() - started}
+                versions = sorted({r.weight_version for r in rollouts})
+                for version in versions:
+                    batch = [ray.put(r) for r in rollouts if r.weight_version == version]
+                    ray.get(self.queue.put.remote(version, batch))
+        except BaseException as exc:  # reported by the learner loop, which waits on us
+            self.error = exc
+
+
+def iteration_metrics(iteration: int, rollouts: list[Rollout], train: dict, max_turns: int) -> dict:
+    """The iteration's line of `metrics.jsonl` (times are added by the loop)."""
+    updates = train["updates"]
+    generate_s = [r.generate_s for r in rollouts]
+    sandbox_s = [r.sandbox_s for r in rollouts]
+    busy = sum(generate_s) + sum(sandbox_s)
+    return {
+        "iteration": iteration,
+        "weight_version": iteration,
+        "rollouts": len(rollouts),
+        "reward_mean": train["reward_mean"],
+        "solve_rate": sum(r.passed for r in rollouts) / len(rollouts),
+        **turn_solve_rates(rollouts, max_turns),
+        "turns_mean": statistics.mean(len(r.turns) for r in rollouts),
+        "valid_code_rate": statistics.mean(t.code is not None for r in rollouts for t in r.turns),
+        "kl_ref": train["kl_ref"],
+        "policy_loss": statistics.mean(u["policy_loss"] for u in updates),
+        "value_loss": statistics.mean(u["value_loss"] for u in updates),
+        "clip_fraction": statistics.mean(u["clip_fraction"] for u in updates),
+        "approx_kl_behaviour": statistics.mean(u["approx_kl_behaviour"] for u in updates),
+        "entropy": statistics.mean(u["entropy"] for u in updates),
+        "grad_norm": statistics.mean(u["grad_norm"] for u in updates),
+        "lr": updates[-1]["lr"],
+        "learner_tokens_per_s": statistics.mean(u["tokens_per_s"] for u in updates),
+        "padding_fraction": train["padding_fraction"],
+        "tokens_generated": sum(sum(r.trained_mask) for r in rollouts),
+        "staleness_max": iteration - 1 - min(r.weight_version for r in rollouts),
+        "sandbox_share": sum(sandbox_s) / busy if busy else 0.0,
+    }
+
+
+class Trainer:
+    """Starts the actors, runs the iterations, writes the run folder."""
+
+    def __init__(self, config: TrainConfig) -> None:
+        check_config(config)
+        self.config = config
+        self.run_dir = Path(config.run.dir)
+        self.run_dir.mkdir(parents=True, exist_ok=True)
+        data = config.data
+        self.train_problems = list(load_problems(replace(data, split="train")))
+        valid = replace(data, split=config.eval.split, limit=config.eval.problems)
+        self.valid_problems = list(load_problems(valid))
+
+    def _start_actors(self) -> None:
+        import ray
+
+        from actors.inference import InferencePool
+        from actors.replay_queue import ReplayQueueActor
+        from learner.group import LearnerGroup
+
+        config = self.config
+        if not ray.is_initialized():
+            ray.init(
+                address=config.cluster.address,
+                num_cpus=config.cluster.num_cpus if config.cluster.address is None else None,
+                include_dashboard=False,
+                log_to_driver=False,
+            )
+        actors = config.actors
+        self.pool = InferencePool(
+            config.model,
+            config.engine,
+            config.dialog,
+            config.sandbox,
+            num_actors=actors.num_inference,
+            chunk_size=actors.chunk_size,
+            actor_options=lambda index: {
+                "name": f"inference-{index}",
+                "num_cpus": actors.cpus_per_inference,
+                "num_gpus": actors.gpus_per_inference,
+            },
+        )
+        self.group = LearnerGroup(config.learner, config.model)
+        ahead = config.trainer.max_staleness if config.trainer.schedule == "async" else 0
+        capacity = config.trainer.rollouts_per_iteration * (1 + ahead)
+        self.queue = ReplayQueueActor.options(name="replay-queue").remote(
+            capacity, max(config.trainer.max_staleness, ahead)
+        )
+
+    def run(self) -> str:
+        """Train; the closing summary."""
+        import ray
+        from tqdm import tqdm
+
+        config, trainer = self.config, self.config.trainer
+        self._start_actors()
+        files = RunFiles(self.run_dir)
+        stream = ProblemStream(self.train_problems, trainer.seed)
+        ahead = trainer.max_staleness if trainer.schedule == "async" else 0
+        producer = Producer(
+            self.pool, self.queue, stream, trainer.rollouts_per_iteration, trainer.seed, ahead
+        )
+        before, before_turns = self._evaluate(0)
+        print(f"train: 1@3 on {config.eval.split} before training: {100 * before:.1f}%", flush=True)
+        evaluations = {0: before}
+        producer.start(1, trainer.iterations)
+        progress = tqdm(range(1, trainer.iterations + 1), desc="train", unit="it")
+        last = {}
+        try:
+            for iteration in progress:
+                started = time.perf_counter()
+                rollouts = self._take(producer, iteration)
+                waited = time.perf_counter() - started
+                train = self.group.train(rollouts, iteration)
+                sync = self.group.sync_weights(self.pool, iteration)
+                producer.learner_at(iteration)
+                ray.get(self.queue.set_learner_version.remote(iteration))
+                metrics = iteration_metrics(iteration, rollouts, train, config.dialog.max_turns)
+                metrics.update(
+                    producer.timings.pop(iteration),
+                    time_wait_rollouts_s=waited,
+                    time_train_s=train["time_train_s"],
+                    time_sync_s=sync["sync_s"],
+                    time_engine_load_s=sync["engine_load_s"],
+                )
+                every = config.eval.every
+                if iteration == trainer.iterations or (every and iteration % every == 0):
+                    metrics["eval_1at3"], turns = self._evaluate(iteration)
+                    metrics.update({f"eval_{k}": v for k, v in turns.items()})
+                    evaluations[iteration] = metrics["eval_1at3"]
+                if iteration % config.run.checkpoint_every == 0 or iteration == trainer.iterations:
+                    self.group.save_checkpoint(
+                        str(self.run_dir / "checkpoints"),
+                        iteration,
+                        {"data_position": stream.position},
+                        config.run.keep_checkpoints,
+                    )
+                metrics["time_iteration_s"] = time.perf_counter() - started
+                files.write_iteration(metrics, rollouts)
+                last = metrics
+                progress.set_postfix(
+                    reward=f"{metrics['reward_mean']:.2f}", solve=f"{metrics['solve_rate']:.2f}"
+                )
+                tqdm.write(summary_line(metrics))
+            self.group.export_policy(self.run_dir / "policy")
+        finally:
+            producer.stop()
+            files.close()
+            progress.close()
+        report = ""
+        if config.run.report:
+            from launch.report import write_report
+
+            report = str(write_report(self.run_dir))
+        return closing_summary(self.run_dir, before, before_turns, evaluations, last, report)
+
+    def _take(self, producer: Producer, iteration: int) -> list[Rollout]:
+        import ray
+
+        count = self.config.trainer.rollouts_per_iteration
+        waiting = self.queue.get.remote(count, iteration - 1)
+        while True:
+            ready, _ = ray.wait([waiting], timeout=1.0)
+            if ready:
+                return ray.get(ray.get(waiting))
+            if producer.error is not None:
+                raise RuntimeError(f"playing episodes failed: {producer.error}") from producer.error
+
+    def _evaluate(self, iteration: int):
+        config = self.config
+        return evaluate_1at3(
+            self.pool,
+            self.valid_problems,
+            config.eval.rollouts,
+            config.dialog,
+            seed=config.trainer.seed * 31 + 17,
+        )
+
+
+def summary_line(metrics: dict) -> str:
+    """One line per iteration, for the terminal and the job's log."""
+    line = (
+        f"iter {metrics['iteration']:>4}  reward {metrics['reward_mean']:+.3f}  "
+        f"solve {100 * metrics['solve_rate']:5.1f}%  turns {metrics['turns_mean']:.2f}  "
+        f"kl_ref {metrics['kl_ref']:.4f}  generate {metrics['time_generate_s']:.1f}s  "
+        f"train {metrics['time_train_s']:.1f}s  sync {metrics['time_sync_s']:.2f}s"
+    )
+    if "eval_1at3" in metrics:
+        line += f"  eval 1@3 {100 * metrics['eval_1at3']:.1f}%"
+    return line
+
+
+def closing_summary(run_dir, before, before_turns, evaluations, last, report) -> str:
+    after = evaluations[max(evaluations)]
+    turns = len(before_turns)
+    lines = [
+        f"train: done, {last.get('iteration', 0)} iterations; run folder {run_dir}",
+        f"  1@3 on validation: {100 * before:.1f}% before -> {100 * after:.1f}% after "
+        f"({100 * (after - before):+.1f} points)",
+        "  solved by turn (validation): "
+        + ", ".join(
+            f"turn {t}: {100 * before_turns[f'solve_rate_turn_{t}']:.1f}% -> "
+            f"{100 * last.get(f'eval_solve_rate_turn_{t}', float('nan')):.1f}%"
+            for t in range(1, turns + 1)
+        ),
+    ]
+    if report:
+        lines.append(f"  report: {report}")
+    return "\n".join(lines)
+
+
+@hydra.main(config_path=str(CONF_DIR), config_name="train", version_base="1.3")
+def main(cfg) -> None:
+    config: TrainConfig = OmegaConf.to_object(cfg)
+    status = run_entry_point("train", lambda: Trainer(config).run())
+    if status:
+        sys.exit(status)
+
+
+if __name__ == "__main__":
+    main()

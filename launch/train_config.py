@@ -1,0 +1,94 @@
+"""The training app's structured config: one dataclass per group of `conf/`, every field
+documented where it is declared. Defaults are the paper's (Gehring et al. 2025, 8B);
+`conf/train.yaml` picks the tiny local setup, and `cluster=`/`model=` the paper's."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from actors.dialog import DialogConfig
+from actors.generation import EngineConfig, ModelConfig
+from learner.config import LearnerConfig
+from problems.config import DataConfig
+from sandbox import SandboxConfig
+
+SCHEDULES = ("sync", "async")
+
+
+@dataclass
+class ActorsConfig:
+    num_inference: int = 1
+    """Inference actors, one engine each (the paper's 8B: 160 engines on 160 GPUs)."""
+    cpus_per_inference: float = 1
+    """CPUs each inference actor reserves (its engine, its sandbox's fork servers)."""
+    gpus_per_inference: float = 0
+    """GPUs each inference actor reserves (= engine.tensor_parallel_size on GPUs)."""
+    chunk_size: int = 32
+    """Episodes an actor plays per call: the unit of work redone if an actor dies."""
+
+
+@dataclass
+class TrainerConfig:
+    iterations: int = 100
+    """Iterations to run (each: rollouts, updates, weight sync)."""
+    rollouts_per_iteration: int = 1024
+    """Episodes per iteration (paper: 1024); `learner.updates_per_iteration` splits them."""
+    schedule: str = "sync"
+    """`sync` (the paper: generate with version v, train, broadcast) or `async` (the next
+    iteration's rollouts are generated while the learner trains)."""
+    max_staleness: int = 1
+    """`async`: rollouts may be this many weight versions behind the learner at most."""
+    seed: int = 0
+    """Seeds the problem order, sampling, and the learner."""
+
+
+@dataclass
+class EvalDuringTrainingConfig:
+    every: int = 10
+    """Evaluate 1@3 on the validation split every this many iterations (0: only before
+    training and at the end)."""
+    split: str = "valid"
+    problems: int | None = None
+    """Problems of the split to evaluate (None: all)."""
+    rollouts: int = 1
+    """1@3 rollouts per problem (temperature 0.2, top-p 0.95)."""
+
+
+@dataclass
+class RunConfig:
+    dir: str = "${hydra:runtime.output_dir}"
+    """Where the run's files go (Hydra's output folder by default)."""
+    checkpoint_every: int = 10
+    """Write a learner checkpoint every this many iterations (and at the end)."""
+    keep_checkpoints: int = 2
+    """Complete checkpoints kept (older ones are removed)."""
+    report: bool = True
+    """Render `report.html` at the end."""
+
+
+@dataclass
+class ClusterConfig:
+    name: str = "local"
+    """Which layout this is (`local`, `paper_8b`, `paper_70b`)."""
+    address: str | None = None
+    """Ray cluster to join (None: start a local Ray, or join the one `ray job submit`
+    runs the job in)."""
+    num_cpus: int | None = None
+    """Local Ray only: logical CPUs to declare (None: Ray counts them)."""
+
+
+@dataclass
+class TrainConfig:
+    model: ModelConfig = field(default_factory=ModelConfig)
+    data: DataConfig = field(default_factory=DataConfig)
+    engine: EngineConfig = field(default_factory=EngineConfig)
+    dialog: DialogConfig = field(default_factory=DialogConfig)
+    sandbox: SandboxConfig = field(default_factory=SandboxConfig)
+    actors: ActorsConfig = field(default_factory=ActorsConfig)
+    learner: LearnerConfig = field(default_factory=LearnerConfig)
+    trainer: TrainerConfig = field(default_factory=TrainerConfig)
+    eval: EvalDuringTrainingConfig = field(default_factory=EvalDuringTrainingConfig)
+    run: RunConfig = field(default_factory=RunConfig)
+    cluster: ClusterConfig = field(default_factory=ClusterConfig)
+    experiment: str = "default"
+    """The ablation this run is (set by `+experiment=...`)."""

@@ -1,0 +1,118 @@
+"""The training app end to end on CPU: two iterations of `python -m launch.train` on a
+tiny model (vLLM engine, sandbox, two gloo DeepSpeed ranks), and what the run leaves."""
+
+import json
+import subprocess
+import sys
+
+import pyarrow.parquet as pq
+import pytest
+
+from launch.report import write_report
+
+REQUIRED = {
+    "iteration",
+    "weight_version",
+    "rollouts",
+    "reward_mean",
+    "solve_rate",
+    "solve_rate_turn_1",
+    "solve_rate_turn_2",
+    "solve_rate_turn_3",
+    "kl_ref",
+    "policy_loss",
+    "value_loss",
+    "time_generate_s",
+    "time_train_s",
+    "time_sync_s",
+    "time_iteration_s",
+    "tokens_generated",
+}
+
+
+@pytest.fixture(scope="module")
+def run_dir(quick_tiny_model, tmp_path_factory):
+    out = tmp_path_factory.mktemp("run")
+    command = [
+        sys.executable,
+        "-m",
+        "launch.train",
+        f"model.path={quick_tiny_model}",
+        f"run.dir={out}",
+        "trainer.iterations=2",
+        "trainer.rollouts_per_iteration=16",
+        "dialog.sampling.max_new_tokens=48",
+        "dialog.max_model_len=1024",
+        "engine.max_model_len=1024",
+        "eval.every=1",
+        "eval.problems=6",
+        "run.checkpoint_every=1",
+        "learner.micro_batch_tokens=2048",
+    ]
+    done = subprocess.run(command, capture_output=True, text=True, timeout=900)
+    assert done.returncode == 0, done.stderr[-3000:]
+    return out, done.stdout
+
+
+def test_two_iterations_leave_every_file(run_dir):
+    out, stdout = run_dir
+    lines = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
+    assert [m["iteration"] for m in lines] == [1, 2]
+    for metrics in lines:
+        assert REQUIRED <= metrics.keys(), REQUIRED - metrics.keys()
+        assert metrics["rollouts"] == 16
+        assert 0.0 <= metrics["solve_rate"] <= 1.0
+        assert (
+            metrics["solve_rate_turn_1"]
+            <= metrics["solve_rate_turn_2"]
+            <= metrics["solve_rate_turn_3"]
+        )
+        assert "eval_1at3" in metrics  # eval.every=1
+    assert list((out / "tensorboard").glob("events.out.tfevents.*"))
+    tables = sorted((out / "rollouts").glob("iter-*.parquet"))
+    assert [t.name for t in tables] == ["iter-000001.parquet", "iter-000002.parquet"]
+    rows = pq.read_table(tables[1]).to_pylist()
+    assert len(rows) == 16
+    first = rows[0]
+    assert {"problem", "passed", "turns"} <= first.keys()
+    assert {"reply", "code", "tests_passed", "feedback", "reward", "weight_version"} <= (
+        first["turns"][0].keys()
+    )
+    # Iteration 2 was played with the weights the learner sent after iteration 1.
+    assert {t["weight_version"] for row in rows for t in row["turns"]} == {1}
+    assert (out / "checkpoints" / "latest").read_text().strip() == "iter-000002"
+    assert (out / "policy" / "config.json").exists()
+    assert (out / "report.html").exists()
+    assert "1@3 on validation" in stdout and "report:" in stdout
+    assert "iter    2" in stdout
+
+
+def test_the_report_renders_plots_and_dialogs(run_dir):
+    out, _ = run_dir
+    page = write_report(out).read_text()
+    assert page.count("<svg") == 4
+    assert "<details>" in page and "turn 1" in page
+
+
+def test_a_typo_in_an_override_fails_with_the_key(tmp_path):
+    done = subprocess.run(
+        [sys.executable, "-m", "launch.train", "trainer.iteratons=2", f"run.dir={tmp_path}"],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert done.returncode != 0
+    assert "iteratons" in done.stderr
+    assert "Traceback" not in done.stderr
+
+
+def test_a_missing_model_is_named_before_any_actor_starts(tmp_path):
+    done = subprocess.run(
+        [sys.executable, "-m", "launch.train", "model.path=/nowhere/model", f"run.dir={tmp_path}"],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert done.returncode != 0
+    assert "/nowhere/model" in done.stderr and "does not exist" in done.stderr
+    assert "Traceback" not in done.stderr
