@@ -5,10 +5,12 @@ Face format, loadable by `transformers` and vLLM:
 
 1. a byte-level BPE tokenizer trained here on toy-contest text, with a chat template;
 2. a Llama of a few million parameters, randomly initialised;
-3. a short supervised warm start on toy-contest training problems, with single-turn
-   replies that are sometimes the reference program and sometimes a plausibly buggy
-   one, so that the model writes well-formed programs that are often wrong. It never
-   sees a repair dialog: learning to use feedback is RLEF's job.
+3. a short supervised warm start on toy-contest training problems, with replies that
+   are sometimes the reference program and sometimes a plausibly buggy one, so that the
+   model writes well-formed programs that are often wrong; and some two-turn dialogs
+   where, after a buggy reply and its real feedback, it writes another program, chosen
+   without regard to the feedback (right as often as a first reply). It learns to try
+   again, as instruct models do; learning to use the feedback is RLEF's job.
 
 Then it measures the single-turn solve rate on toy valid (one sample per problem at the
 training temperature, 1.0, judged by the sandbox on all tests) and writes it, with the
@@ -65,6 +67,12 @@ class TinyModelConfig:
     """Toy-contest training problems the warm start draws from."""
     correct_fraction: float = 0.45
     """Share of warm-start replies that are the reference program; the rest are buggy."""
+    retry_fraction: float = 0.3
+    """Share of training problems that also give a two-turn example: a buggy first reply,
+    its real execution feedback on the public tests, and a second attempt, another
+    program (the reference with probability `correct_fraction`), chosen without regard to
+    the feedback; only the second reply is trained. Like an instruct model, it writes
+    again after feedback; which fix the feedback calls for is left for RLEF to learn."""
     steps: int = 600
     batch_size: int = 16
     learning_rate: float = 3e-3
@@ -170,9 +178,55 @@ def warm_start_examples(
         else:
             program = problem.solutions[0]
         prompt = first_turn_ids(tokenizer, problem)
-        reply = tokenizer(f"```python\n{program}```", add_special_tokens=False).input_ids
-        examples.append((prompt + reply + [tokenizer.eos_token_id], len(prompt)))
+        examples.append((prompt + _reply_ids(tokenizer, program), len(prompt)))
     return examples
+
+
+def retry_examples(
+    tokenizer,
+    problems: list[Problem],
+    correct_fraction: float,
+    count: int,
+    rng: random.Random,
+    sandbox: Sandbox,
+) -> list[tuple[list[int], int]]:
+    """Up to `count` two-turn examples (token ids, length before the second reply): a
+    buggy program, the feedback of its real run on the public tests, and another program.
+    A buggy program that passes the public tests ends its dialog there: no example."""
+    from problems.prompts import next_user_turn
+    from sandbox import feedback_message
+
+    candidates = [p for p in problems if p.incorrect_solutions]
+    chosen = rng.sample(candidates, min(count, len(candidates)))
+    firsts = [rng.choice(p.incorrect_solutions) for p in chosen]
+    judgements = sandbox.run_many(
+        [p.job(f, p.public_tests) for p, f in zip(chosen, firsts, strict=True)]
+    )
+    examples = []
+    for problem, first, judgement in zip(chosen, firsts, judgements, strict=True):
+        if judgement.passed:
+            continue
+        others = [program for program in problem.incorrect_solutions if program != first]
+        if not others or rng.random() < correct_fraction:
+            second = problem.solutions[0]
+        else:
+            second = rng.choice(others)
+        feedback = next_user_turn(
+            tokenizer, feedback_message(problem.public_tests, judgement), reply_stopped=True
+        )
+        context = (
+            first_turn_ids(tokenizer, problem)
+            + _reply_ids(tokenizer, first)
+            + tokenizer(feedback, add_special_tokens=False).input_ids
+        )
+        examples.append((context + _reply_ids(tokenizer, second), len(context)))
+    return examples
+
+
+def _reply_ids(tokenizer, program: str) -> list[int]:
+    """A reply holding `program`, as the model writes it, EOS included."""
+    reply = tokenizer(f"```python\n{program}```", add_special_tokens=False).input_ids
+    return reply + [tokenizer.eos_token_id]
 
 
 def train(
@@ -279,9 +333,17 @@ def prepare(config: TinyModelConfig) -> dict:
     tokenizer = build_tokenizer(tokenizer_corpus(train_problems), config.vocab_size)
     model = build_model(config, tokenizer)
     parameters = sum(p.numel() for p in model.parameters())
-    examples = warm_start_examples(
-        tokenizer, train_problems, config.correct_fraction, random.Random(config.seed)
-    )
+    rng = random.Random(config.seed)
+    examples = warm_start_examples(tokenizer, train_problems, config.correct_fraction, rng)
+    with Sandbox(config.sandbox) as sandbox:
+        examples += retry_examples(
+            tokenizer,
+            train_problems,
+            config.correct_fraction,
+            round(config.retry_fraction * len(train_problems)),
+            rng,
+            sandbox,
+        )
     with tqdm(
         total=config.steps,
         desc=f"warm start ({parameters / 1e6:.1f}M parameters)",

@@ -376,6 +376,8 @@ def closing_summary(run_dir, before, before_turns, evaluations, last, report) ->
 @hydra.main(config_path=str(CONF_DIR), config_name="train", version_base="1.3")
 def main(cfg) -> None:
     config: TrainConfig = OmegaConf.to_object(cfg)
+    Path(config.run.dir).mkdir(parents=True, exist_ok=True)
+    OmegaConf.save(cfg, Path(config.run.dir) / "config.yaml", resolve=True)
     status = run_entry_point("train", lambda: Trainer(config).run())
     if status:
         sys.exit(status)

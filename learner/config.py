@@ -9,6 +9,7 @@ from dataclasses import dataclass
 from .algo import CLIP_EPS, KL_BETA, NO_CODE_PENALTY, VALUE_CLIP
 
 TRANSPORTS = ("object_store", "distributed")
+VALUE_LEVELS = ("turn", "token")
 
 
 class LearnerConfigError(ValueError):
@@ -46,6 +47,9 @@ class LearnerConfig:
     """Linear warm-up of both learning rates over this many updates, then constant."""
     max_grad_norm: float = 1.0
     """Gradient clipping by global norm (0: off)."""
+    value_level: str = "turn"
+    """`turn`: one value per turn, V(c_t), read before its reply (RLEF); `token`: a value
+    per reply token, the ablation the paper found worse."""
     kl_beta: float = KL_BETA
     clip_eps: float = CLIP_EPS
     value_clip: float = VALUE_CLIP
@@ -73,6 +77,11 @@ class LearnerConfig:
             problems.append("learner.updates_per_iteration must be >= 1")
         if self.micro_batch_tokens < 1:
             problems.append("learner.micro_batch_tokens must be >= 1")
+        if self.value_level not in VALUE_LEVELS:
+            problems.append(
+                f"learner.value_level must be one of {', '.join(VALUE_LEVELS)}, "
+                f"got {self.value_level!r}"
+            )
         if self.transport not in TRANSPORTS:
             problems.append(
                 f"learner.transport must be one of {', '.join(TRANSPORTS)}, got {self.transport!r}"

@@ -85,14 +85,15 @@ def deepspeed_config(config: LearnerConfig) -> dict:
 
 @dataclass
 class Prepared:
-    """What preparation computed for one rollout; turn order as `collate` gives it."""
+    """What preparation computed for one rollout, at its value points: its turns (the
+    paper), or its reply tokens under `learner.value_level=token`; in batch order."""
 
     old_values: Tensor
-    """[T] V(c_t) before this iteration's updates."""
+    """[P] the value before this iteration's updates: V(c_t), or V of each token's prefix."""
     returns: Tensor
-    """[T] G_t."""
+    """[P] G_t of the point's turn."""
     advantages: Tensor
-    """[T] A_t = G_t - V(c_t)."""
+    """[P] G_t minus the point's value."""
 
 
 class LearnerRank:
@@ -252,9 +253,21 @@ class LearnerRank:
         logits = model(**batch.model_inputs()).logits
         return token_logprobs(logits, batch).float(), logits
 
+    def _value_points(self, batch: TrainingBatch) -> tuple[Tensor, Tensor]:
+        """Where values are read: (point of each trained token [N], turn of each point [P]).
+        Turn-level (the paper): one point per turn, at the last prompt token before its
+        reply. Token-level (the ablation): one point per reply token, at the token before
+        it."""
+        if self.config.value_level == "turn":
+            return batch.turn_of_token, torch.arange(batch.num_turns, device=self.device)
+        return torch.arange(len(batch.token_rows), device=self.device), batch.turn_of_token
+
     def _values(self, batch: TrainingBatch) -> Tensor:
+        """[P] the value model's values at the batch's value points."""
         values = self.value(**batch.model_inputs())
-        return values[batch.value_rows, batch.value_positions].float()
+        if self.config.value_level == "turn":
+            return values[batch.value_rows, batch.value_positions].float()
+        return values[batch.token_rows, batch.token_positions - 1].float()
 
     def _prepare(self, rollouts: list[Rollout], plan) -> tuple[dict[int, Prepared], dict]:
         """Old values, returns and advantages of this rank's rollouts; sums over the whole
@@ -281,7 +294,10 @@ class LearnerRank:
                     config.no_code_penalty,
                 )
                 returns = algo.returns_to_go(rewards, batch.episode_of_turn)
-                advantages = algo.turn_advantages(returns, values)
+                _, turn_of_point = self._value_points(batch)
+                point_returns = returns[turn_of_point]
+                advantages = algo.turn_advantages(point_returns, values)
+                episode_of_point = batch.episode_of_turn[turn_of_point]
                 first_turn = torch.ones_like(batch.last_turn)
                 first_turn[1:] = batch.episode_of_turn[1:] != batch.episode_of_turn[:-1]
                 sums += torch.tensor(
@@ -294,9 +310,9 @@ class LearnerRank:
                     dtype=torch.float64,
                 )
                 for episode, index in enumerate(order):
-                    turns = batch.episode_of_turn == episode
+                    mine = episode_of_point == episode
                     prepared[index] = Prepared(
-                        values[turns].cpu(), returns[turns].cpu(), advantages[turns].cpu()
+                        values[mine].cpu(), point_returns[mine].cpu(), advantages[mine].cpu()
                     )
         reward, kl_ref, trained, tokens = self._all_sum(sums).tolist()
         return prepared, {
@@ -320,6 +336,7 @@ class LearnerRank:
         lr = self.policy.get_lr()[0]
         part_tokens = sum(sum(rollouts[index].trained_mask) for index in part)
         part_turns = sum(len(rollouts[index].reply_starts) for index in part)
+        part_points = part_turns if config.value_level == "turn" else part_tokens
         # Sums over this rank's tokens (or turns); divided by the group's totals below.
         sums = torch.zeros(7, dtype=torch.float64)
         stand_in = [[next(i for batch in micro_batches for row in batch for i in row)]]
@@ -333,10 +350,11 @@ class LearnerRank:
                 for name in ("old_values", "returns", "advantages")
             )
             logprobs, logits = self._forward_logprobs(self.policy, batch)
+            point_of_token, _ = self._value_points(batch)
             policy_loss, clip_fraction = algo.ppo_policy_loss(
                 logprobs,
                 batch.behaviour_logprobs,
-                advantages[batch.turn_of_token],
+                advantages[point_of_token],
                 config.clip_eps,
             )
             tokens = len(logprobs)
@@ -344,8 +362,8 @@ class LearnerRank:
             value_loss = algo.clipped_value_loss(
                 self._values(batch), old_values, returns, config.value_clip
             )
-            turns = batch.num_turns
-            self.value.backward(value_loss * (counts * world * turns / part_turns))
+            points = len(old_values)
+            self.value.backward(value_loss * (counts * world * points / part_points))
             with torch.no_grad():
                 log_ratio = logprobs - batch.behaviour_logprobs
                 approx_kl = (torch.exp(log_ratio) - 1 - log_ratio).sum()
@@ -358,7 +376,7 @@ class LearnerRank:
                         clip_fraction.item() * tokens,
                         approx_kl.item(),
                         entropy.item(),
-                        value_loss.item() * turns,
+                        value_loss.item() * points,
                         batch.real_tokens,
                         0.0,
                     ],
@@ -375,7 +393,7 @@ class LearnerRank:
         elapsed = time.perf_counter() - started
         return {
             "policy_loss": policy_loss / part_tokens,
-            "value_loss": value_loss / part_turns,
+            "value_loss": value_loss / part_points,
             "clip_fraction": clip / part_tokens,
             "approx_kl_behaviour": approx_kl / part_tokens,
             "entropy": entropy / part_tokens,

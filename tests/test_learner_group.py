@@ -44,6 +44,13 @@ def _config(**overrides) -> LearnerConfig:
     return LearnerConfig(**{**settings, **overrides})
 
 
+def _values(value, batch, level: str):
+    """Turn-level: V(c_t) per turn; token-level: the value before each reply token."""
+    if level == "turn":
+        return value.turn_values(batch)
+    return value(**batch.model_inputs())[batch.token_rows, batch.token_positions - 1]
+
+
 def _single_process(config: LearnerConfig, location, rollouts) -> dict:
     """The same iteration in one process, in plain torch: whole parts, no DeepSpeed."""
     torch.manual_seed(0)
@@ -66,20 +73,24 @@ def _single_process(config: LearnerConfig, location, rollouts) -> dict:
             batch = collate([rollouts[i] for i in part], 0)
             ref = token_logprobs(reference(**batch.model_inputs()).logits, batch)
             old = token_logprobs(policy(**batch.model_inputs()).logits, batch)
-            values = value.turn_values(batch)
+            values = _values(value, batch, config.value_level)
             kl = algo.per_turn_kl(old, ref, batch.turn_of_token, batch.num_turns)
             rewards = algo.turn_rewards(batch.valid_code, batch.last_turn, batch.episode_passed, kl)
             returns = algo.returns_to_go(rewards, batch.episode_of_turn)
+            if config.value_level == "token":
+                returns = returns[batch.turn_of_token]
             prepared.append((batch, values, returns, algo.turn_advantages(returns, values)))
     seen = []
     for batch, old_values, returns, advantages in prepared:
         logits = policy(**batch.model_inputs()).logits
+        by_token = config.value_level == "token"
+        token_advantages = advantages if by_token else advantages[batch.turn_of_token]
         policy_loss, _ = algo.ppo_policy_loss(
-            token_logprobs(logits, batch),
-            batch.behaviour_logprobs,
-            advantages[batch.turn_of_token],
+            token_logprobs(logits, batch), batch.behaviour_logprobs, token_advantages
         )
-        value_loss = algo.clipped_value_loss(value.turn_values(batch), old_values, returns)
+        value_loss = algo.clipped_value_loss(
+            _values(value, batch, config.value_level), old_values, returns
+        )
         policy_loss.backward()
         value_loss.backward()
         norms = []
@@ -98,9 +109,9 @@ def _single_process(config: LearnerConfig, location, rollouts) -> dict:
     return {"policy": policy.state_dict(), "value": value.state_dict(), "updates": seen}
 
 
-@pytest.mark.parametrize("stage", [2, 3])
-def test_ranks_agree_and_match_one_process(local_ray, quick_tiny_model, stage):
-    config = _config(zero_stage=stage)
+@pytest.mark.parametrize("stage,level", [(2, "turn"), (3, "turn"), (2, "token")])
+def test_ranks_agree_and_match_one_process(local_ray, quick_tiny_model, stage, level):
+    config = _config(zero_stage=stage, value_level=level)
     rollouts = synthetic_rollouts(12, seed=stage, vocab_size=VOCAB)
     initial = AutoModelForCausalLM.from_pretrained(quick_tiny_model).state_dict()
     group = LearnerGroup(config, ModelConfig(str(quick_tiny_model)))

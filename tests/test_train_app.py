@@ -83,6 +83,7 @@ def test_two_iterations_leave_every_file(run_dir):
     assert (out / "checkpoints" / "latest").read_text().strip() == "iter-000002"
     assert (out / "policy" / "config.json").exists()
     assert (out / "report.html").exists()
+    assert "iterations: 2" in (out / "config.yaml").read_text()  # the resolved config
     assert "1@3 on validation" in stdout and "report:" in stdout
     assert "iter    2" in stdout
 
