@@ -30,27 +30,38 @@ REQUIRED = {
 }
 
 
-@pytest.fixture(scope="module")
-def run_dir(quick_tiny_model, tmp_path_factory):
-    out = tmp_path_factory.mktemp("run")
+def _train(model, out, *overrides: str) -> subprocess.CompletedProcess:
+    """Two small iterations of the real app on `model`, into `out`."""
     command = [
         sys.executable,
         "-m",
         "launch.train",
-        f"model.path={quick_tiny_model}",
+        f"model.path={model}",
         f"run.dir={out}",
         "trainer.iterations=2",
-        "trainer.rollouts_per_iteration=16",
-        "dialog.sampling.max_new_tokens=48",
         "dialog.max_model_len=1024",
         "engine.max_model_len=1024",
-        "eval.every=1",
-        "eval.problems=6",
-        "run.checkpoint_every=1",
         "learner.micro_batch_tokens=2048",
+        *overrides,
     ]
     done = subprocess.run(command, capture_output=True, text=True, timeout=900)
     assert done.returncode == 0, done.stderr[-3000:]
+    return done
+
+
+@pytest.fixture(scope="module")
+def run_dir(quick_tiny_model, tmp_path_factory):
+    out = tmp_path_factory.mktemp("run")
+    done = _train(
+        quick_tiny_model,
+        out,
+        "+experiment=sync",
+        "trainer.rollouts_per_iteration=16",
+        "dialog.sampling.max_new_tokens=48",
+        "eval.every=1",
+        "eval.problems=6",
+        "run.checkpoint_every=1",
+    )
     return out, done.stdout
 
 
@@ -78,7 +89,7 @@ def test_two_iterations_leave_every_file(run_dir):
     assert {"reply", "code", "tests_passed", "feedback", "reward", "weight_version"} <= (
         first["turns"][0].keys()
     )
-    # Iteration 2 was played with the weights the learner sent after iteration 1.
+    # Sync: iteration 2 was played with the weights the learner sent after iteration 1.
     assert {t["weight_version"] for row in rows for t in row["turns"]} == {1}
     assert (out / "checkpoints" / "latest").read_text().strip() == "iter-000002"
     assert (out / "policy" / "config.json").exists()
@@ -117,3 +128,24 @@ def test_a_missing_model_is_named_before_any_actor_starts(tmp_path):
     assert done.returncode != 0
     assert "/nowhere/model" in done.stderr and "does not exist" in done.stderr
     assert "Traceback" not in done.stderr
+
+
+def test_async_plays_the_next_batch_while_the_learner_trains(quick_tiny_model, tmp_path):
+    _train(
+        quick_tiny_model,
+        tmp_path,
+        "+experiment=async",
+        "trainer.rollouts_per_iteration=8",
+        "dialog.sampling.max_new_tokens=32",
+        "eval.problems=4",
+        "eval.rollouts=1",
+        "run.report=false",
+    )
+    lines = [json.loads(line) for line in (tmp_path / "metrics.jsonl").read_text().splitlines()]
+    assert [m["iteration"] for m in lines] == [1, 2]
+    # Iteration 2 was played while the learner trained on iteration 1: with version 0,
+    # one version behind the learner (max_staleness=1), and trained on all the same.
+    assert [m["staleness_max"] for m in lines] == [0, 1]
+    rows = pq.read_table(tmp_path / "rollouts" / "iter-000002.parquet").to_pylist()
+    assert {t["weight_version"] for row in rows for t in row["turns"]} == {0}
+    assert not (tmp_path / "report.html").exists()
