@@ -95,6 +95,16 @@ class RunFiles:
                 self.tensorboard.add_scalar(name, value, iteration)
         self.tensorboard.flush()
 
+    def truncate_after(self, iteration: int) -> None:
+        """Forget what iterations after `iteration` wrote (a resumed run redoes them)."""
+        kept = [m for m in read_metrics(self.directory) if m["iteration"] <= iteration]
+        temporary = self.directory / f".{METRICS_FILE}.tmp"
+        temporary.write_text("".join(json.dumps(m) + "\n" for m in kept))
+        temporary.replace(self.directory / METRICS_FILE)
+        for path in (self.directory / ROLLOUTS_DIR).glob("iter-*.parquet"):
+            if int(path.stem.removeprefix("iter-")) > iteration:
+                path.unlink()
+
     def close(self) -> None:
         self.tensorboard.close()
 

@@ -17,7 +17,9 @@ policy (`policy/`, Hugging Face format) and `report.html`.
 
 from __future__ import annotations
 
+import json
 import random
+import signal
 import statistics
 import sys
 import threading
@@ -33,13 +35,37 @@ from actors.dialog import DialogConfig
 from actors.generation import SamplingConfig
 from actors.rollout import Rollout
 from launch.config import CONF_DIR, ConfigError, run_entry_point
-from launch.run_files import RunFiles
+from launch.run_files import RunFiles, read_metrics
 from launch.train_config import SCHEDULES, TrainConfig
 from problems import Problem
 from problems.sources import load_problems
 
 EVAL_SAMPLING = SamplingConfig(temperature=0.2, top_p=0.95)
 """1@3 evaluation: the paper's sampling."""
+BEFORE_FILE = "eval_before.json"
+"""1@3 and solve rates by turn before training (kept for a resumed run's summary)."""
+
+
+class StopRequest:
+    """SIGTERM (a preemption, `ray job stop`) or SIGINT asks the loop to stop after the
+    current iteration, with a checkpoint; the handlers are restored afterwards."""
+
+    def __init__(self) -> None:
+        self.requested: str | None = None
+        self._previous = {
+            signum: signal.signal(signum, self._handle)
+            for signum in (signal.SIGTERM, signal.SIGINT)
+        }
+
+    def _handle(self, signum, frame) -> None:
+        if self.requested:  # asked twice: stop now
+            raise KeyboardInterrupt
+        self.requested = signal.Signals(signum).name
+
+    def restore(self) -> None:
+        for signum, handler in self._previous.items():
+            signal.signal(signum, handler)
+
 
 ConfigStore.instance().store(name="train_schema", node=TrainConfig)
 
@@ -127,6 +153,9 @@ class Producer:
         self.count, self.seed, self.ahead = count, seed, ahead
         self.learner_version = 0
         self.timings: dict[int, dict] = {}
+        self.positions: dict[int, int] = {}
+        """Data position after each iteration's problems (async runs ahead of the learner:
+        a checkpoint of iteration i must resume at i's position, not the producer's)."""
         self.error: BaseException | None = None
         self._changed = threading.Condition()
         self._stop = False
@@ -160,6 +189,7 @@ class Producer:
                     if self._stop:
                         return
                 problems = self.stream.take(self.count)
+                self.positions[iteration] = self.stream.position
                 started = time.perf_counter()
                 rollouts = self.pool.play(problems, seed=self.seed * 1_000_003 + iteration)
                 self.timings[iteration] = {"time_generate_s": time.perf_counter() - started}
@@ -210,6 +240,16 @@ class Trainer:
         self.config = config
         self.run_dir = Path(config.run.dir)
         self.run_dir.mkdir(parents=True, exist_ok=True)
+        if config.run.resume:
+            from learner import checkpoint
+
+            if (
+                checkpoint.latest(self.run_dir / "checkpoints") is None
+                or not (self.run_dir / BEFORE_FILE).exists()
+            ):
+                raise ConfigError(
+                    f"run.resume=true, but {self.run_dir} holds no complete checkpoint to resume"
+                )
         data = config.data
         self.train_problems = list(load_problems(replace(data, split="train")))
         valid = replace(data, split=config.eval.split, limit=config.eval.problems)
@@ -264,16 +304,30 @@ class Trainer:
         producer = Producer(
             self.pool, self.queue, stream, trainer.rollouts_per_iteration, trainer.seed, ahead
         )
-        before, before_turns = self._evaluate(0)
+        if config.run.resume:
+            first, (before, before_turns) = self._resume(files, stream, producer), self._before()
+        else:
+            first, (before, before_turns) = 1, self._evaluate(0)
+            (self.run_dir / BEFORE_FILE).write_text(json.dumps([before, before_turns]))
         print(f"train: 1@3 on {config.eval.split} before training: {100 * before:.1f}%", flush=True)
-        evaluations = {0: before}
-        producer.start(1, trainer.iterations)
-        progress = tqdm(range(1, trainer.iterations + 1), desc="train", unit="it")
+        evaluations = {0: before} | {
+            m["iteration"]: m["eval_1at3"] for m in read_metrics(self.run_dir) if "eval_1at3" in m
+        }
+        producer.start(first, trainer.iterations)
+        progress = tqdm(
+            range(first, trainer.iterations + 1),
+            desc="train",
+            unit="it",
+            initial=first - 1,
+            total=trainer.iterations,
+        )
         last = {}
+        stop = StopRequest()
         try:
             for iteration in progress:
                 started = time.perf_counter()
                 rollouts = self._take(producer, iteration)
+                data_position = producer.positions.pop(iteration)
                 waited = time.perf_counter() - started
                 train = self.group.train(rollouts, iteration)
                 sync = self.group.sync_weights(self.pool, iteration)
@@ -292,11 +346,12 @@ class Trainer:
                     metrics["eval_1at3"], turns = self._evaluate(iteration)
                     metrics.update({f"eval_{k}": v for k, v in turns.items()})
                     evaluations[iteration] = metrics["eval_1at3"]
-                if iteration % config.run.checkpoint_every == 0 or iteration == trainer.iterations:
+                checkpoint_now = iteration % config.run.checkpoint_every == 0
+                if checkpoint_now or iteration == trainer.iterations or stop.requested:
                     self.group.save_checkpoint(
                         str(self.run_dir / "checkpoints"),
                         iteration,
-                        {"data_position": stream.position},
+                        {"data_position": data_position},
                         config.run.keep_checkpoints,
                     )
                 metrics["time_iteration_s"] = time.perf_counter() - started
@@ -306,8 +361,15 @@ class Trainer:
                     reward=f"{metrics['reward_mean']:.2f}", solve=f"{metrics['solve_rate']:.2f}"
                 )
                 tqdm.write(summary_line(metrics))
+                if stop.requested:
+                    tqdm.write(
+                        f"train: stopped by {stop.requested} after iteration {iteration}, "
+                        "checkpoint written; run.resume=true continues"
+                    )
+                    break
             self.group.export_policy(self.run_dir / "policy")
         finally:
+            stop.restore()
             producer.stop()
             files.close()
             progress.close()
@@ -317,6 +379,27 @@ class Trainer:
 
             report = str(write_report(self.run_dir))
         return closing_summary(self.run_dir, before, before_turns, evaluations, last, report)
+
+    def _resume(self, files: RunFiles, stream: ProblemStream, producer: Producer) -> int:
+        """Restore the last complete checkpoint; the iteration to start at."""
+        import ray
+
+        from learner import checkpoint
+
+        path = checkpoint.latest(self.run_dir / "checkpoints")
+        state = self.group.load_checkpoint(path)
+        done = state["iteration"]
+        stream.position = state["data_position"]
+        files.truncate_after(done)
+        self.group.sync_weights(self.pool, done)
+        producer.learner_at(done)
+        ray.get(self.queue.set_learner_version.remote(done))
+        print(f"train: resumed from {path} (iteration {done})", flush=True)
+        return done + 1
+
+    def _before(self) -> tuple[float, dict]:
+        before, turns = json.loads((self.run_dir / BEFORE_FILE).read_text())
+        return before, turns
 
     def _take(self, producer: Producer, iteration: int) -> list[Rollout]:
         import ray

@@ -64,6 +64,10 @@ class RunConfig:
     """Complete checkpoints kept (older ones are removed)."""
     report: bool = True
     """Render `report.html` at the end."""
+    resume: bool = False
+    """Continue this `run.dir` from its last complete checkpoint: at the iteration after
+    it, with the same data order and sampling seeds; `metrics.jsonl` goes on without a gap
+    or a duplicate."""
 
 
 @dataclass

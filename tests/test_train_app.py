@@ -149,3 +149,60 @@ def test_async_plays_the_next_batch_while_the_learner_trains(quick_tiny_model, t
     rows = pq.read_table(tmp_path / "rollouts" / "iter-000002.parquet").to_pylist()
     assert {t["weight_version"] for row in rows for t in row["turns"]} == {0}
     assert not (tmp_path / "report.html").exists()
+
+
+def test_resume_redoes_what_the_last_checkpoint_lacks(run_dir, quick_tiny_model, tmp_path):
+    import shutil
+
+    from launch.train import ProblemStream
+    from problems.toy import generate_toy
+
+    original, _ = run_dir
+    resumed = tmp_path / "run"
+    shutil.copytree(original, resumed)
+    # As if the job died while checkpointing iteration 2: its metrics and rollouts are
+    # written, its checkpoint is not.
+    shutil.rmtree(resumed / "checkpoints" / "iter-000002")
+    (resumed / "checkpoints" / "latest").write_text("iter-000001")
+    done = _train(
+        quick_tiny_model,
+        resumed,
+        "run.resume=true",
+        "trainer.iterations=3",
+        "+experiment=sync",
+        "trainer.rollouts_per_iteration=16",
+        "dialog.sampling.max_new_tokens=48",
+        "eval.every=0",
+        "eval.problems=6",
+    )
+    assert "resumed from" in done.stdout and "iteration 1" in done.stdout
+    lines = [json.loads(line) for line in (resumed / "metrics.jsonl").read_text().splitlines()]
+    assert [m["iteration"] for m in lines] == [1, 2, 3]  # no gap, no duplicate
+    # The data position: iterations 2 and 3 got the problems an uninterrupted run gets.
+    stream = ProblemStream(generate_toy("train", 5000, seed=0), seed=0)
+    expected = [[p.name for p in stream.take(16)] for _ in range(3)]
+    for iteration in (2, 3):
+        table = pq.read_table(resumed / "rollouts" / f"iter-{iteration:06d}.parquet")
+        assert table.column("problem").to_pylist() == expected[iteration - 1]
+    first = pq.read_table(original / "rollouts" / "iter-000001.parquet")
+    assert first.column("problem").to_pylist() == expected[0]
+    assert (resumed / "checkpoints" / "latest").read_text().strip() == "iter-000003"
+
+
+def test_resume_without_a_checkpoint_says_so(quick_tiny_model, tmp_path):
+    done = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "launch.train",
+            f"model.path={quick_tiny_model}",
+            f"run.dir={tmp_path}",
+            "run.resume=true",
+            "trainer.rollouts_per_iteration=8",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert done.returncode == 2
+    assert "no complete checkpoint" in done.stderr and "Traceback" not in done.stderr
