@@ -11,9 +11,10 @@ One iteration:
 2. Preparation, without gradients, for this rank's sequences of all parts: reference and
    old policy log-probs, old values; turn rewards with the KL penalty, returns and
    advantages (`learner.algo`).
-3. Per part, one optimizer step: micro-batches (length-bucketed under a token budget),
-   each loss scaled so that the sum over micro-batches and ranks is the mean over the
-   part's tokens (policy) and turns (value), as one big batch would give.
+3. Per part, one optimizer step: micro-batches (rollouts packed into rows under a token
+   budget, `learner.packing`), each loss scaled so that the sum over micro-batches and
+   ranks is the mean over the part's tokens (policy) and value points (value), as one
+   big batch would give.
 """
 
 from __future__ import annotations
