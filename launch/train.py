@@ -307,7 +307,7 @@ class Trainer:
         if config.run.resume:
             first, (before, before_turns) = self._resume(files, stream, producer), self._before()
         else:
-            first, (before, before_turns) = 1, self._evaluate(0)
+            first, (before, before_turns) = 1, self._evaluate()
             (self.run_dir / BEFORE_FILE).write_text(json.dumps([before, before_turns]))
         print(f"train: 1@3 on {config.eval.split} before training: {100 * before:.1f}%", flush=True)
         evaluations = {0: before} | {
@@ -343,7 +343,7 @@ class Trainer:
                 )
                 every = config.eval.every
                 if iteration == trainer.iterations or (every and iteration % every == 0):
-                    metrics["eval_1at3"], turns = self._evaluate(iteration)
+                    metrics["eval_1at3"], turns = self._evaluate()
                     metrics.update({f"eval_{k}": v for k, v in turns.items()})
                     evaluations[iteration] = metrics["eval_1at3"]
                 checkpoint_now = iteration % config.run.checkpoint_every == 0
@@ -413,7 +413,7 @@ class Trainer:
             if producer.error is not None:
                 raise RuntimeError(f"playing episodes failed: {producer.error}") from producer.error
 
-    def _evaluate(self, iteration: int):
+    def _evaluate(self):
         config = self.config
         return evaluate_1at3(
             self.pool,

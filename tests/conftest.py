@@ -69,3 +69,16 @@ def stdio_job(program: str, inputs, outputs=None, **limits) -> Job:
 def run_one(sandbox: Sandbox, program: str, stdin: str = "", expected: str = "", **limits):
     """The TestResult of `program` on one stdin/stdout test."""
     return sandbox.run(stdio_job(program, [stdin], [expected], **limits)).tests[0]
+
+
+@pytest.fixture(scope="module")
+def local_ray():
+    """A local Ray for one test module (one already running is reused and left alone)."""
+    import ray
+
+    started = not ray.is_initialized()
+    if started:
+        ray.init(num_cpus=4, include_dashboard=False, log_to_driver=False)
+    yield
+    if started:
+        ray.shutdown()

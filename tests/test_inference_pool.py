@@ -16,16 +16,6 @@ ray = pytest.importorskip("ray")
 from actors.inference import InferencePool  # noqa: E402
 
 
-@pytest.fixture(scope="module")
-def local_ray():
-    started = not ray.is_initialized()
-    if started:
-        ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
-    yield
-    if started:
-        ray.shutdown()
-
-
 def test_an_actor_killed_mid_phase_loses_no_dialog(local_ray, quick_tiny_model):
     # Replies pre-filled with the reference program: every episode is solved at turn 1,
     # whichever actor plays it, so a lost or doubled dialog would show.

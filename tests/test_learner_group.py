@@ -21,16 +21,6 @@ from learner.group import LearnerGroup  # noqa: E402
 VOCAB = 1024
 
 
-@pytest.fixture(scope="module")
-def local_ray():
-    started = not ray.is_initialized()
-    if started:
-        ray.init(num_cpus=4, include_dashboard=False, log_to_driver=False)
-    yield
-    if started:
-        ray.shutdown()
-
-
 def _config(**overrides) -> LearnerConfig:
     settings = dict(
         num_ranks=2,

@@ -9,13 +9,6 @@ from sandbox import SandboxConfig  # noqa: E402
 from sandbox.pool import SandboxActor, SandboxPool  # noqa: E402
 
 
-@pytest.fixture(scope="module")
-def local_ray():
-    ray.init(num_cpus=4, include_dashboard=False, log_to_driver=False)
-    yield
-    ray.shutdown()
-
-
 def _numbered_jobs(count, seconds=0.2, time_limit_s=2.0):
     program = f"import time\ntime.sleep({seconds})\nprint(int(input()) * 2)"
     return [

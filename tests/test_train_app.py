@@ -30,12 +30,15 @@ REQUIRED = {
 }
 
 
+def _launch(*overrides: str, timeout: int = 900) -> subprocess.CompletedProcess:
+    """`python -m launch.train` with `overrides`, run to its end."""
+    command = [sys.executable, "-m", "launch.train", *overrides]
+    return subprocess.run(command, capture_output=True, text=True, timeout=timeout)
+
+
 def _train(model, out, *overrides: str) -> subprocess.CompletedProcess:
     """Two small iterations of the real app on `model`, into `out`."""
-    command = [
-        sys.executable,
-        "-m",
-        "launch.train",
+    done = _launch(
         f"model.path={model}",
         f"run.dir={out}",
         "trainer.iterations=2",
@@ -43,8 +46,7 @@ def _train(model, out, *overrides: str) -> subprocess.CompletedProcess:
         "engine.max_model_len=1024",
         "learner.micro_batch_tokens=2048",
         *overrides,
-    ]
-    done = subprocess.run(command, capture_output=True, text=True, timeout=900)
+    )
     assert done.returncode == 0, done.stderr[-3000:]
     return done
 
@@ -107,24 +109,14 @@ def test_the_report_renders_plots_and_dialogs(run_dir):
 
 
 def test_a_typo_in_an_override_fails_with_the_key(tmp_path):
-    done = subprocess.run(
-        [sys.executable, "-m", "launch.train", "trainer.iteratons=2", f"run.dir={tmp_path}"],
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
+    done = _launch("trainer.iteratons=2", f"run.dir={tmp_path}", timeout=120)
     assert done.returncode != 0
     assert "iteratons" in done.stderr
     assert "Traceback" not in done.stderr
 
 
 def test_a_missing_model_is_named_before_any_actor_starts(tmp_path):
-    done = subprocess.run(
-        [sys.executable, "-m", "launch.train", "model.path=/nowhere/model", f"run.dir={tmp_path}"],
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
+    done = _launch("model.path=/nowhere/model", f"run.dir={tmp_path}", timeout=120)
     assert done.returncode != 0
     assert "/nowhere/model" in done.stderr and "does not exist" in done.stderr
     assert "Traceback" not in done.stderr
@@ -190,18 +182,11 @@ def test_resume_redoes_what_the_last_checkpoint_lacks(run_dir, quick_tiny_model,
 
 
 def test_resume_without_a_checkpoint_says_so(quick_tiny_model, tmp_path):
-    done = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "launch.train",
-            f"model.path={quick_tiny_model}",
-            f"run.dir={tmp_path}",
-            "run.resume=true",
-            "trainer.rollouts_per_iteration=8",
-        ],
-        capture_output=True,
-        text=True,
+    done = _launch(
+        f"model.path={quick_tiny_model}",
+        f"run.dir={tmp_path}",
+        "run.resume=true",
+        "trainer.rollouts_per_iteration=8",
         timeout=300,
     )
     assert done.returncode == 2
