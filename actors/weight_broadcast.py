@@ -9,6 +9,8 @@ per parameter; both sides know the bucket layout (`plan_buckets`) before the fir
 
 from __future__ import annotations
 
+import ipaddress
+import os
 import socket
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -81,37 +83,40 @@ def layout_of(state_dict: dict) -> list[tuple[str, tuple[int, ...], str]]:
     ]
 
 
-def free_port() -> int:
-    """A TCP port free on this host right now."""
-    with socket.socket() as probe:
-        probe.bind(("", 0))
-        return probe.getsockname()[1]
+def listen(host: str) -> socket.socket:
+    """A socket listening at a free port of `host` only (torch's own stores listen on
+    every interface): a rendezvous store serves from it."""
+    return socket.create_server((host, 0))
 
 
-def host_store(host: str, port: int, world_size: int):
-    """Rank 0's side of the group's rendezvous, listening at `host:port` before anyone
-    joins (a member that comes first would otherwise back off for seconds)."""
+def rendezvous_store(host: str, port: int, world_size: int, listener=None):
+    """The group's TCP store at `host:port`: served from `listener` (`listen`) by the
+    member that made it, joined as a client by the others. Gloo's own sockets go on the
+    loopback interface when the group lives on one host (`host` is a loopback address)."""
     import torch.distributed as dist
 
+    if ipaddress.ip_address(socket.gethostbyname(host)).is_loopback:
+        loopback = next(name for _, name in socket.if_nameindex() if name.startswith("lo"))
+        os.environ.setdefault("GLOO_SOCKET_IFNAME", loopback)
     return dist.TCPStore(
         host,
         port,
         world_size,
-        True,
+        listener is not None,
         timedelta(seconds=GROUP_TIMEOUT_S),
         wait_for_workers=False,
+        master_listen_fd=listener.detach() if listener is not None else None,
     )
 
 
 def open_group(host: str, port: int, rank: int, world_size: int, device: str, store=None):
-    """This process's member of the weight group; rank 0 hosts the store at `host:port`
-    (`store`: the one `host_store` made, on rank 0). gloo when `device` is `cpu`, NCCL
-    otherwise."""
+    """This process's member of the weight group, whose store is at `host:port` (`store`:
+    the one rank 0 serves, on rank 0). gloo when `device` is `cpu`, NCCL otherwise."""
     import torch.distributed as dist
 
     timeout = timedelta(seconds=GROUP_TIMEOUT_S)
     if store is None:
-        store = dist.TCPStore(host, port, world_size, rank == 0, timeout=timeout)
+        store = rendezvous_store(host, port, world_size)
     store = dist.PrefixStore("rlef-weights", store)
     if device == "cpu":
         return dist.ProcessGroupGloo(store, rank, world_size, timeout)

@@ -27,7 +27,6 @@ from pathlib import Path
 import torch
 
 from actors.generation import EngineConfig, ModelConfig, SamplingConfig
-from actors.weight_broadcast import free_port
 from launch.prepare_tiny import TinyModelConfig, prepare
 from learner.batch import collate
 from learner.config import LearnerConfig
@@ -77,7 +76,7 @@ def update_overhead(model: ModelConfig, rollouts: list, config: LearnerConfig) -
     from transformers import AutoModel, AutoModelForCausalLM
 
     rank = LearnerRank(config, model, rank=0, world_size=1)
-    rank.setup("127.0.0.1", free_port())
+    rank.setup(*rank.address())
     lengths = [len(r.token_ids) for r in rollouts]
     [micro_batches] = plan_micro_batches(
         lengths, [list(range(len(rollouts)))], config.micro_batch_tokens

@@ -44,7 +44,12 @@ class LearnerConfig:
     weight_decay: float = 0.1
     betas: tuple[float, float] = (0.9, 0.95)
     warmup_steps: int = 50
-    """Linear warm-up of both learning rates over this many updates, then constant."""
+    """Linear warm-up of both learning rates over this many updates."""
+    lr_decay_steps: int = 0
+    """After warm-up, both learning rates fall linearly to `lr_final_fraction` of their
+    value at this update, and stay there; 0 keeps them constant (the paper)."""
+    lr_final_fraction: float = 0.1
+    """Share of the learning rates left at `lr_decay_steps`."""
     max_grad_norm: float = 1.0
     """Gradient clipping by global norm (0: off)."""
     value_level: str = "turn"
@@ -58,6 +63,10 @@ class LearnerConfig:
     """How new weights reach the inference engines: `object_store` (Ray's, the default on
     one machine) or `distributed` (a torch.distributed broadcast from rank 0: NCCL on
     GPUs, gloo on CPU)."""
+    bind_host: str | None = "127.0.0.1"
+    """Address the ranks' rendezvous ports (torch.distributed stores; gloo on CPU) listen
+    on: loopback keeps a one-machine run private; None takes each node's address, which
+    a run across nodes needs (the paper's cluster configs)."""
     bucket_mb: int = 32
     """`distributed` transport: the weights travel in buckets of about this size."""
     seed: int = 0
@@ -75,6 +84,12 @@ class LearnerConfig:
             problems.append(f"learner.dtype must be float32 or bfloat16, got {self.dtype!r}")
         if self.updates_per_iteration < 1:
             problems.append("learner.updates_per_iteration must be >= 1")
+        if self.lr_decay_steps < 0:
+            problems.append(f"learner.lr_decay_steps must be >= 0, got {self.lr_decay_steps}")
+        if not 0.0 <= self.lr_final_fraction <= 1.0:
+            problems.append(
+                f"learner.lr_final_fraction must be in [0, 1], got {self.lr_final_fraction}"
+            )
         if self.micro_batch_tokens < 1:
             problems.append("learner.micro_batch_tokens must be >= 1")
         if self.value_level not in VALUE_LEVELS:

@@ -8,6 +8,7 @@ import time
 from pathlib import Path
 
 import ray
+from ray.exceptions import RayActorError
 from ray.util.placement_group import placement_group, remove_placement_group
 from ray.util.scheduling_strategies import PlacementGroupSchedulingStrategy
 
@@ -18,10 +19,27 @@ from . import checkpoint
 from .config import LearnerConfig
 from .rank import LearnerRank
 
+
+class LearnerRankDied(RuntimeError):
+    """A learner rank's actor died (its process, node or GPU): the group cannot go on,
+    since DeepSpeed's ranks hold shards of one model. The message names the rank."""
+
+    def __init__(self, rank: int, method: str, cause: BaseException) -> None:
+        lines = str(cause).strip().splitlines()
+        reason = lines[0] if lines else type(cause).__name__
+        super().__init__(
+            f"learner rank {rank} (actor learner-{rank}) died during {method}: {reason}"
+        )
+        self.rank = rank
+
+
 LearnerActor = ray.remote(max_restarts=0)(LearnerRank)
 """A `LearnerRank` in its own Ray worker process (a rank that dies ends the group)."""
 
 PLACEMENT_TIMEOUT_S = 300
+RANK_DEATH_WAIT_S = 30
+"""When a rank's call fails, how long to wait for the others' calls to tell whether a
+rank died (Ray reports a dead actor's calls as failed within seconds)."""
 
 
 class LearnerGroup:
@@ -51,14 +69,45 @@ class LearnerGroup:
             ).remote(config, model, rank, config.num_ranks)
             for rank in range(config.num_ranks)
         ]
-        host, port = ray.get(self.ranks[0].address.remote())
+        [(host, port)] = self._wait([self.ranks[0].address.remote()], "setup")
         self._all("setup", host, port)
         self._weight_group_open = False
         self._buckets = None
 
     def _all(self, method: str, *args) -> list:
         """Call `method` on every rank at once (collectives need them all) and wait."""
-        return ray.get([getattr(rank, method).remote(*args) for rank in self.ranks])
+        return self._wait([getattr(rank, method).remote(*args) for rank in self.ranks], method)
+
+    @staticmethod
+    def _wait(calls: list, method: str) -> list:
+        """The results of one call per rank (`calls[i]` on rank i). A dead rank raises
+        `LearnerRankDied` at once: the others would wait for it in a collective forever,
+        or fail with gloo's or NCCL's view of it ("connection closed by peer")."""
+        pending = list(calls)
+        while pending:
+            [done], pending = ray.wait(pending, num_returns=1)
+            try:
+                ray.get(done)
+            except Exception as exc:
+                # Name the dead rank, if any: the others fail with gloo's or NCCL's view
+                # of it. Every call's outcome is taken, so that Ray does not report
+                # them again as unhandled errors at exit.
+                ready, _ = ray.wait(calls, num_returns=len(calls), timeout=RANK_DEATH_WAIT_S)
+                dead = []
+                for rank, call in enumerate(calls):
+                    if call not in ready:
+                        continue
+                    try:
+                        ray.get(call)
+                    except RayActorError as died:
+                        dead.append((rank, died))
+                    except Exception:
+                        continue
+                if dead:
+                    rank, died = dead[0]
+                    raise LearnerRankDied(rank, method, died) from exc
+                raise
+        return ray.get(calls)
 
     def train(self, rollouts: list[Rollout], iteration: int) -> dict:
         """One iteration of updates on `rollouts`; the iteration's metrics."""
@@ -79,17 +128,19 @@ class LearnerGroup:
             receiving = pool.receive_weights(self._buckets, version)
             sending = [rank.broadcast_weights.remote() for rank in self.ranks]
             load_s = max(ray.get(receiving))
-            ray.get(sending)
+            self._wait(sending, "broadcast_weights")
         return {"sync_s": time.perf_counter() - started, "engine_load_s": load_s}
 
     def _open_weight_group(self, pool) -> None:
         self._buckets = self._all("weight_layout")[0]
         world_size = 1 + pool.weight_group_size()
-        host, port = ray.get(self.ranks[0].host_weight_group.remote(world_size))
+        [(host, port)] = self._wait([self.ranks[0].host_weight_group.remote(world_size)], "setup")
         joining = pool.open_weight_group(host, port, 1, world_size)
-        ray.get(
-            [rank.open_weight_group.remote(host, port, world_size) for rank in self.ranks] + joining
+        self._wait(
+            [rank.open_weight_group.remote(host, port, world_size) for rank in self.ranks],
+            "open_weight_group",
         )
+        ray.get(joining)
         self._weight_group_open = True
 
     def save_checkpoint(self, root: str, iteration: int, state: dict, keep: int = 2) -> Path:

@@ -53,10 +53,16 @@ TORCH_EXTENSIONS_DIR = Path(sys.prefix) / "torch_extensions"
 compiles it at start-up."""
 
 
-def warmup_factor(step: int, warmup_steps: int) -> float:
+def lr_factor(step: int, warmup_steps: int, decay_steps: int, final_fraction: float) -> float:
     """Learning-rate multiplier of optimizer step `step` (from 0): linear to 1 over
-    `warmup_steps` steps, then 1."""
-    return 1.0 if warmup_steps <= 0 else min(1.0, (step + 1) / warmup_steps)
+    `warmup_steps` steps; then, if `decay_steps` > 0, linear down to `final_fraction` at
+    step `decay_steps` and flat after it; else 1."""
+    if step < warmup_steps:
+        return (step + 1) / warmup_steps
+    if decay_steps <= warmup_steps:
+        return 1.0
+    done = min(1.0, (step - warmup_steps) / (decay_steps - warmup_steps))
+    return 1.0 - done * (1.0 - final_fraction)
 
 
 def update_parts(count: int, updates: int, seed: int, iteration: int) -> list[list[int]]:
@@ -108,12 +114,19 @@ class LearnerRank:
         self.weight_store = None
         self.weight_group = None
         self.weight_buckets = None
+        self._rendezvous = None
 
-    def address(self) -> tuple[str, int]:
-        """This node's address and a free port: rank 0's is the group's rendezvous."""
+    def _host(self) -> str:
+        """Where this rank's rendezvous ports listen: `config.bind_host`, or this node's
+        address (reachable from the cluster's other nodes) if that is None."""
         import ray
 
-        return ray.util.get_node_ip_address(), weight_broadcast.free_port()
+        return self.config.bind_host or ray.util.get_node_ip_address()
+
+    def address(self) -> tuple[str, int]:
+        """Rank 0: open the group's rendezvous (listening from now on); its address."""
+        self._rendezvous = weight_broadcast.listen(self._host())
+        return self._rendezvous.getsockname()[:2]
 
     def setup(self, master_addr: str, master_port: int) -> None:
         """Join torch.distributed (gloo on CPU, nccl on GPUs) and build the three models."""
@@ -142,9 +155,15 @@ class LearnerRank:
             self.device = torch.device("cuda", 0)
             torch.cuda.set_device(self.device)
         self._seed(config.seed * 1000 + self.rank)
+        store = weight_broadcast.rendezvous_store(
+            master_addr,
+            master_port,
+            self.world_size,
+            listener=self._rendezvous if self.rank == 0 else None,
+        )
         dist.init_process_group(
             "gloo" if config.device == "cpu" else "nccl",
-            init_method=f"tcp://{master_addr}:{master_port}",
+            store=store,
             rank=self.rank,
             world_size=self.world_size,
         )
@@ -183,7 +202,10 @@ class LearnerRank:
             module.parameters(), lr=lr, weight_decay=config.weight_decay, betas=config.betas
         )
         schedule = torch.optim.lr_scheduler.LambdaLR(
-            optimizer, lambda step: warmup_factor(step, config.warmup_steps)
+            optimizer,
+            lambda step: lr_factor(
+                step, config.warmup_steps, config.lr_decay_steps, config.lr_final_fraction
+            ),
         )
         engine, *_ = deepspeed.initialize(
             model=module,
@@ -460,10 +482,9 @@ class LearnerRank:
 
     def host_weight_group(self, world_size: int) -> tuple[str, int]:
         """Rank 0: start the weight group's rendezvous; its address."""
-        import ray
-
-        host, port = ray.util.get_node_ip_address(), weight_broadcast.free_port()
-        self.weight_store = weight_broadcast.host_store(host, port, world_size)
+        listener = weight_broadcast.listen(self._host())
+        host, port = listener.getsockname()[:2]
+        self.weight_store = weight_broadcast.rendezvous_store(host, port, world_size, listener)
         return host, port
 
     def open_weight_group(self, host: str, port: int, world_size: int) -> None:

@@ -11,7 +11,7 @@ from actors.generation import ModelConfig
 from learner import algo
 from learner.batch import collate, token_logprobs
 from learner.config import LearnerConfig
-from learner.rank import update_parts, warmup_factor
+from learner.rank import lr_factor, update_parts
 from learner.value_model import ValueModel
 from tests.fixtures import synthetic_rollouts
 
@@ -53,7 +53,10 @@ def _single_process(config: LearnerConfig, location, rollouts) -> dict:
             module.parameters(), lr=lr, weight_decay=config.weight_decay, betas=config.betas
         )
         schedule = torch.optim.lr_scheduler.LambdaLR(
-            optimizer, lambda step: warmup_factor(step, config.warmup_steps)
+            optimizer,
+            lambda step: lr_factor(
+                step, config.warmup_steps, config.lr_decay_steps, config.lr_final_fraction
+            ),
         )
         steppers.append((module, optimizer, schedule))
     parts = update_parts(len(rollouts), config.updates_per_iteration, config.seed, 0)
@@ -131,8 +134,16 @@ def test_ranks_agree_and_match_one_process(local_ray, quick_tiny_model, stage, l
     assert moved > config.lr
 
 
+def test_learning_rate_warms_up_then_decays_to_its_floor():
+    factors = [lr_factor(step, 2, 6, 0.1) for step in range(8)]
+    assert factors == pytest.approx([0.5, 1.0, 1.0, 0.775, 0.55, 0.325, 0.1, 0.1])
+    assert [lr_factor(step, 2, 0, 0.1) for step in range(4)] == [0.5, 1.0, 1.0, 1.0]
+    assert lr_factor(0, 0, 0, 0.1) == 1.0
+
+
 def test_a_checkpoint_resumes_bit_for_bit(local_ray, quick_tiny_model, tmp_path):
-    config = _config()
+    # The second iteration's updates fall in the decay: the schedule's place is restored.
+    config = _config(lr_decay_steps=4)
     model = ModelConfig(str(quick_tiny_model))
     batches = [synthetic_rollouts(8, seed=10 + i, vocab_size=VOCAB) for i in range(2)]
     group = LearnerGroup(config, model)

@@ -33,11 +33,15 @@ def test_every_receiver_gets_every_tensor_over_gloo():
         "h": torch.randn(4, dtype=torch.float64),
     }
     buckets = plan_buckets(weight_broadcast.layout_of(state), bucket_bytes=64)
-    port = weight_broadcast.free_port()
+    listener = weight_broadcast.listen("127.0.0.1")
+    port = listener.getsockname()[1]
+    store = weight_broadcast.rendezvous_store("127.0.0.1", port, 3, listener)
     received: dict[int, dict] = {}
 
     def member(rank: int) -> None:
-        group = weight_broadcast.open_group("127.0.0.1", port, rank, 3, "cpu")
+        group = weight_broadcast.open_group(
+            "127.0.0.1", port, rank, 3, "cpu", store if rank == 0 else None
+        )
         if rank == 0:
             weight_broadcast.send(group, state, buckets, "cpu")
         else:
@@ -55,3 +59,16 @@ def test_every_receiver_gets_every_tensor_over_gloo():
         assert list(tensors) == list(state)
         for name, tensor in state.items():
             assert torch.equal(tensors[name], tensor) and tensors[name].dtype == tensor.dtype
+
+
+def test_the_rendezvous_listens_on_its_host_only():
+    listener = weight_broadcast.listen("127.0.0.1")
+    host, port = listener.getsockname()[:2]
+    store = weight_broadcast.rendezvous_store(host, port, 2, listener)
+    client = weight_broadcast.rendezvous_store(host, port, 2)
+    client.set("seen", "yes")
+    assert store.get("seen") == b"yes"
+    # Listening sockets of the machine (/proc/net/tcp: address:port in hex, state 0A).
+    rows = [line.split() for line in open("/proc/net/tcp").read().splitlines()[1:]]
+    listening = {row[1] for row in rows if row[3] == "0A"}
+    assert f"0100007F:{port:04X}" in listening  # 127.0.0.1, not 0.0.0.0 as torch's own
