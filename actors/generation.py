@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 BACKENDS = ("vllm", "hf")
 REPO_ROOT = Path(__file__).resolve().parent.parent
@@ -15,6 +16,9 @@ class ModelConfig:
     """A local Hugging Face model folder (relative: from the repository root) or a hub id."""
     dtype: str = "float32"
     """Weights and activations: float32 on CPU, bfloat16 on GPUs."""
+    architecture: dict[str, Any] = field(default_factory=dict)
+    """config.json values (`model_type`, `hidden_size`, ...) that size the model when
+    `path` is not a local folder; only the dry run's plan reads them."""
 
     def location(self) -> str:
         """`path` as a loader takes it: an existing local folder made absolute, else as is."""

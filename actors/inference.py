@@ -1,7 +1,8 @@
 """Inference on Ray: `InferenceActor` (one engine playing episodes) and `InferencePool`.
 
 `RolloutWorker` is the plain class: an engine (vLLM or transformers, by config), its
-tokenizer, and a sandbox whose fork servers are children of the actor's process (tests
+tokenizer, and where programs are judged: a shared `SandboxPool` of sandbox actors (the
+training app), or a sandbox whose fork servers are children of the actor's process (tests
 never run in the Ray worker itself). The pool splits a phase's problems into chunks over
 its actors; Ray restarts an actor that dies, and the pool plays the lost chunk again,
 elsewhere or there, so no dialog is lost. Every chunk carries the current weights'
@@ -12,17 +13,19 @@ from __future__ import annotations
 
 import dataclasses
 import os
+import time
 from collections.abc import Callable, Sequence
 
 import ray
 
 from problems import Problem
 from sandbox import Sandbox, SandboxConfig
-from sandbox.pool import PoolStats, run_on_actors
+from sandbox.pool import PoolStats, SandboxPool, run_on_actors
 
 from .dialog import DialogConfig, play_episodes
 from .engines import make_engine
 from .generation import EngineConfig, ModelConfig
+from .metrics import InferenceMetrics, count_restart
 from .rollout import Rollout
 from .weights import PackedWeights
 
@@ -51,13 +54,24 @@ class RolloutWorker:
         engine: EngineConfig,
         dialog: DialogConfig,
         sandbox: SandboxConfig,
+        sandbox_actors: list[str] | None = None,
     ) -> None:
+        """Programs are judged by the sandbox actors named `sandbox_actors` if given (by
+        name, not handle: Ray restarts an actor from its arguments), else on fork servers
+        of this process's own `Sandbox(sandbox)`."""
         from transformers import AutoTokenizer
 
+        count_restart("inference")
         self.dialog = dialog
         self.engine = make_engine(engine, model)
         self.tokenizer = AutoTokenizer.from_pretrained(model.location())
-        self.sandbox = Sandbox(sandbox)
+        if sandbox_actors:
+            self.sandbox = None
+            self.judge = SandboxPool.by_name(sandbox_actors, sandbox.workers).run
+        else:
+            self.sandbox = Sandbox(sandbox)
+            self.judge = self.sandbox.run_many
+        self.metrics = InferenceMetrics()
 
     def play(
         self,
@@ -79,14 +93,12 @@ class RolloutWorker:
                     "after them and cannot catch up (use learner.transport=object_store)"
                 )
             self.engine.update_weights(ray.get(reference), version)
-        return play_episodes(
-            problems,
-            self.engine,
-            self.sandbox.run_many,
-            self.tokenizer,
-            dialog or self.dialog,
-            seed,
+        started = time.monotonic()
+        rollouts = play_episodes(
+            problems, self.engine, self.judge, self.tokenizer, dialog or self.dialog, seed
         )
+        self.metrics.played(rollouts, started)
+        return rollouts
 
     def update_weights(self, payload: PackedWeights, version: int) -> float:
         """New weights (`actors.weights.serialize_weights`), tagged `version`; the seconds
@@ -127,8 +139,11 @@ class InferencePool:
         chunk_size: int = 16,
         max_attempts: int = 3,
         actor_options: Callable[[int], dict] | None = None,
+        sandbox_actors: list[str] | None = None,
     ) -> None:
-        """`actor_options(index)` gives each actor's Ray options (resources, name, env)."""
+        """`actor_options(index)` gives each actor's Ray options (resources, name, env);
+        the actors judge programs on the sandbox actors named `sandbox_actors` if given,
+        else each on its own fork servers."""
         self.engine = engine
         self.chunk_size = chunk_size
         self.max_attempts = max_attempts
@@ -136,7 +151,7 @@ class InferencePool:
         self._weights: tuple[list, int] | None = None
         self.actors = [
             InferenceActor.options(**(actor_options(index) if actor_options else {})).remote(
-                model, own_cores(engine, index, num_actors), dialog, sandbox
+                model, own_cores(engine, index, num_actors), dialog, sandbox, sandbox_actors
             )
             for index in range(num_actors)
         ]

@@ -15,6 +15,8 @@ from dataclasses import dataclass
 
 import ray
 
+from .metrics import QueueMetrics
+
 
 @dataclass
 class QueueStats:
@@ -40,6 +42,7 @@ class ReplayQueue:
         self._changed = asyncio.Condition()
         self._learner_version = 0
         self._put = self._taken = self._dropped = 0
+        self._metrics = QueueMetrics()
 
     async def put(self, version: int, items: list) -> None:
         """Add items made with weights `version`, waiting for room as needed."""
@@ -48,6 +51,7 @@ class ReplayQueue:
                 await self._changed.wait_for(lambda: len(self._items) < self.capacity)
                 self._items.append((version, item))
                 self._put += 1
+                self._metrics.depth.set(len(self._items))
                 self._changed.notify_all()
 
     async def get(self, count: int, learner_version: int) -> list:
@@ -61,6 +65,7 @@ class ReplayQueue:
             await self._changed.wait_for(lambda: self._drop_stale() or len(self._items) >= count)
             taken = [self._items.popleft()[1] for _ in range(count)]
             self._taken += count
+            self._metrics.depth.set(len(self._items))
             self._changed.notify_all()
             return taken
 
@@ -78,8 +83,10 @@ class ReplayQueue:
         """Drop items too old for the learner; False, so it can sit in a wait predicate."""
         oldest_allowed = self._learner_version - self.max_staleness
         kept = deque(entry for entry in self._items if entry[0] >= oldest_allowed)
-        self._dropped += len(self._items) - len(kept)
         if len(kept) != len(self._items):
+            self._dropped += len(self._items) - len(kept)
+            self._metrics.dropped.inc(float(len(self._items) - len(kept)))
+            self._metrics.depth.set(len(kept))
             self._items = kept
             self._changed.notify_all()
         return False

@@ -21,19 +21,24 @@ class ConfigError(ValueError):
     """A config or override that cannot work; the message names the key."""
 
 
+class RunStopped(RuntimeError):
+    """The run cannot go on (e.g. a learner rank died); the message says why and how to
+    resume."""
+
+
 USAGE_ERRORS = (ConfigError, DataError, SandboxConfigError)
 """What a user's config or data got wrong: exit 2 with the message, never a traceback."""
 
 
 def run_entry_point(name: str, body: Callable[[], str]) -> int:
     """Run an entry point: print the summary `body` returns and exit 0; for a usage error
-    print one line and exit 2; if the sandbox cannot start, exit 1."""
+    print one line and exit 2; if the sandbox cannot start or the run stopped, exit 1."""
     try:
         summary = body()
     except USAGE_ERRORS as exc:
         print(f"{name}: error: {exc}", file=sys.stderr)
         return 2
-    except SandboxStartError as exc:
+    except (SandboxStartError, RunStopped) as exc:
         print(f"{name}: {exc}", file=sys.stderr)
         return 1
     print(summary)

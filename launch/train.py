@@ -18,12 +18,14 @@ policy (`policy/`, Hugging Face format) and `report.html`.
 from __future__ import annotations
 
 import json
+import os
 import random
 import signal
 import statistics
 import sys
 import threading
 import time
+from collections import Counter
 from dataclasses import replace
 from pathlib import Path
 
@@ -33,8 +35,11 @@ from omegaconf import OmegaConf
 
 from actors.dialog import DialogConfig
 from actors.generation import SamplingConfig
+from actors.metrics import TrainerMetrics, restarts_by_kind
 from actors.rollout import Rollout
-from launch.config import CONF_DIR, ConfigError, run_entry_point
+from launch.chaos import ChaosMonkey
+from launch.config import CONF_DIR, ConfigError, RunStopped, run_entry_point
+from launch.plan import format_plan, make_plan
 from launch.run_files import RunFiles, read_metrics
 from launch.train_config import SCHEDULES, TrainConfig
 from problems import Problem
@@ -91,6 +96,10 @@ def check_config(config: TrainConfig) -> None:
             f"learner.updates_per_iteration={config.learner.updates_per_iteration} updates "
             f"gives fewer rollouts per update than learner.num_ranks={config.learner.num_ranks}"
         )
+    if config.actors.num_inference < 1 or config.actors.num_sandbox < 1:
+        raise ConfigError("actors.num_inference and actors.num_sandbox must be >= 1")
+    if config.chaos.problems():
+        raise ConfigError("; ".join(config.chaos.problems()))
     try:
         config.learner.check()
     except LearnerConfigError as exc:
@@ -232,6 +241,22 @@ def iteration_metrics(iteration: int, rollouts: list[Rollout], train: dict, max_
     }
 
 
+def _load(data) -> list[Problem]:
+    """The split's problems; rows that cannot be parsed are skipped, counted and said."""
+    source = load_problems(data)
+    problems = list(source)
+    skipped = sum(source.dropped.values())
+    line = f"train: {data.source} {data.split}: {len(problems)} problems"
+    if skipped:
+        reasons = Counter()
+        for reason, count in source.dropped.items():
+            reasons[reason.partition(":")[0]] += count  # `malformed: <field>` -> malformed
+        listed = ", ".join(f"{reason}: {count}" for reason, count in sorted(reasons.items()))
+        line += f", {skipped} rows skipped ({listed})"
+    print(line, flush=True)
+    return problems
+
+
 class Trainer:
     """Starts the actors, runs the iterations, writes the run folder."""
 
@@ -251,9 +276,10 @@ class Trainer:
                     f"run.resume=true, but {self.run_dir} holds no complete checkpoint to resume"
                 )
         data = config.data
-        self.train_problems = list(load_problems(replace(data, split="train")))
-        valid = replace(data, split=config.eval.split, limit=config.eval.problems)
-        self.valid_problems = list(load_problems(valid))
+        self.train_problems = _load(replace(data, split="train"))
+        self.valid_problems = _load(
+            replace(data, split=config.eval.split, limit=config.eval.problems)
+        )
 
     def _start_actors(self) -> None:
         import ray
@@ -261,16 +287,26 @@ class Trainer:
         from actors.inference import InferencePool
         from actors.replay_queue import ReplayQueueActor
         from learner.group import LearnerGroup
+        from sandbox.pool import SandboxPool
 
         config = self.config
         if not ray.is_initialized():
+            # A Ray job (launch/submit.sh) runs with RAY_ADDRESS set to its cluster: join it
+            # as it is, since Ray refuses num_cpus for a cluster that is already running.
+            joining = config.cluster.address is not None or "RAY_ADDRESS" in os.environ
             ray.init(
                 address=config.cluster.address,
-                num_cpus=config.cluster.num_cpus if config.cluster.address is None else None,
+                num_cpus=None if joining else config.cluster.num_cpus,
                 include_dashboard=False,
                 log_to_driver=False,
             )
         actors = config.actors
+        self.sandboxes = SandboxPool.start(
+            config.sandbox,
+            actors.num_sandbox,
+            name_prefix="sandbox",
+            num_cpus_per_actor=actors.cpus_per_sandbox,
+        )
         self.pool = InferencePool(
             config.model,
             config.engine,
@@ -283,11 +319,13 @@ class Trainer:
                 "num_cpus": actors.cpus_per_inference,
                 "num_gpus": actors.gpus_per_inference,
             },
+            sandbox_actors=self.sandboxes.names,
         )
         self.group = LearnerGroup(config.learner, config.model)
         ahead = config.trainer.max_staleness if config.trainer.schedule == "async" else 0
         capacity = config.trainer.rollouts_per_iteration * (1 + ahead)
-        self.queue = ReplayQueueActor.options(name="replay-queue").remote(
+        # Bookkeeping only: it takes no CPU from the actors that work.
+        self.queue = ReplayQueueActor.options(name="replay-queue", num_cpus=0).remote(
             capacity, max(config.trainer.max_staleness, ahead)
         )
 
@@ -295,6 +333,8 @@ class Trainer:
         """Train; the closing summary."""
         import ray
         from tqdm import tqdm
+
+        from learner.group import LearnerRankDied
 
         config, trainer = self.config, self.config.trainer
         self._start_actors()
@@ -323,16 +363,23 @@ class Trainer:
         )
         last = {}
         stop = StopRequest()
+        live = TrainerMetrics()
+        chaos = ChaosMonkey(config.chaos, self._actor_names, tqdm.write)
         try:
             for iteration in progress:
                 started = time.perf_counter()
+                chaos.iteration_started(iteration)
                 rollouts = self._take(producer, iteration)
                 data_position = producer.positions.pop(iteration)
                 waited = time.perf_counter() - started
-                train = self.group.train(rollouts, iteration)
-                sync = self.group.sync_weights(self.pool, iteration)
+                try:
+                    train = self.group.train(rollouts, iteration)
+                    sync = self.group.sync_weights(self.pool, iteration)
+                except LearnerRankDied as exc:
+                    raise RunStopped(self._how_to_resume(exc)) from exc
                 producer.learner_at(iteration)
                 ray.get(self.queue.set_learner_version.remote(iteration))
+                live.iteration(iteration, train["time_train_s"], sync["sync_s"])
                 metrics = iteration_metrics(iteration, rollouts, train, config.dialog.max_turns)
                 metrics.update(
                     producer.timings.pop(iteration),
@@ -340,6 +387,12 @@ class Trainer:
                     time_train_s=train["time_train_s"],
                     time_sync_s=sync["sync_s"],
                     time_engine_load_s=sync["engine_load_s"],
+                    tasks_redone=self.pool.stats.actor_failures,
+                    chaos_kills=len(chaos.kills),
+                    **{
+                        f"restarts_{kind}": count
+                        for kind, count in restarts_by_kind(("inference", "sandbox")).items()
+                    },
                 )
                 every = config.eval.every
                 if iteration == trainer.iterations or (every and iteration % every == 0):
@@ -369,6 +422,7 @@ class Trainer:
                     break
             self.group.export_policy(self.run_dir / "policy")
         finally:
+            chaos.stop()
             stop.restore()
             producer.stop()
             files.close()
@@ -396,6 +450,28 @@ class Trainer:
         ray.get(self.queue.set_learner_version.remote(done))
         print(f"train: resumed from {path} (iteration {done})", flush=True)
         return done + 1
+
+    def _actor_names(self) -> list[str]:
+        """Names of the run's actors that chaos may kill."""
+        actors, learner = self.config.actors, self.config.learner
+        return (
+            [f"inference-{i}" for i in range(actors.num_inference)]
+            + [f"sandbox-{i}" for i in range(actors.num_sandbox)]
+            + [f"learner-{i}" for i in range(learner.num_ranks)]
+        )
+
+    def _how_to_resume(self, died: Exception) -> str:
+        """What to tell the user when the learner group is lost."""
+        from learner import checkpoint
+
+        path = checkpoint.latest(self.run_dir / "checkpoints")
+        if path is None:
+            return f"{died}; no checkpoint was written yet: start the run again"
+        return (
+            f"{died}; the last complete checkpoint is {path}: resume with "
+            f"`python -m launch.train run.resume=true run.dir={self.run_dir}` (and the "
+            "same overrides)"
+        )
 
     def _before(self) -> tuple[float, dict]:
         before, turns = json.loads((self.run_dir / BEFORE_FILE).read_text())
@@ -459,6 +535,9 @@ def closing_summary(run_dir, before, before_turns, evaluations, last, report) ->
 @hydra.main(config_path=str(CONF_DIR), config_name="train", version_base="1.3")
 def main(cfg) -> None:
     config: TrainConfig = OmegaConf.to_object(cfg)
+    if config.dry_run:
+        print(format_plan(make_plan(config)))
+        return
     Path(config.run.dir).mkdir(parents=True, exist_ok=True)
     OmegaConf.save(cfg, Path(config.run.dir) / "config.yaml", resolve=True)
     status = run_entry_point("train", lambda: Trainer(config).run())

@@ -8,6 +8,7 @@ from dataclasses import dataclass, field
 
 from actors.dialog import DialogConfig
 from actors.generation import EngineConfig, ModelConfig
+from launch.chaos import ChaosConfig
 from learner.config import LearnerConfig
 from problems.config import DataConfig
 from sandbox import SandboxConfig
@@ -25,6 +26,11 @@ class ActorsConfig:
     """GPUs each inference actor reserves (= engine.tensor_parallel_size on GPUs)."""
     chunk_size: int = 32
     """Episodes an actor plays per call: the unit of work redone if an actor dies."""
+    num_sandbox: int = 1
+    """Sandbox actors (`sandbox-i`) that judge every engine's programs, each with
+    `sandbox.workers` fork servers."""
+    cpus_per_sandbox: float = 1
+    """CPUs each sandbox actor reserves (its fork servers run the programs)."""
 
 
 @dataclass
@@ -79,6 +85,26 @@ class ClusterConfig:
     runs the job in)."""
     num_cpus: int | None = None
     """Local Ray only: logical CPUs to declare (None: Ray counts them)."""
+    gpus_per_node: int = 8
+    """GPUs per node (an H100 HGX node has 8): the dry run counts nodes with it."""
+    expected_turns: float | None = None
+    """Dry-run assumption: mean turns per dialog (at most `dialog.max_turns`). This and
+    the five figures below give the plan's tokens and time per iteration (None: no
+    estimate)."""
+    expected_prompt_tokens: float | None = None
+    """Dry-run assumption: prompt tokens a turn adds to the dialog (the statement on turn
+    1, the execution feedback after)."""
+    expected_reply_tokens: float | None = None
+    """Dry-run assumption: tokens of one reply."""
+    generate_tokens_per_s: float | None = None
+    """Dry-run assumption: reply tokens per second one inference engine generates while
+    it plays a chunk of `actors.chunk_size` dialogs (prompt processing folded in)."""
+    train_tokens_per_s: float | None = None
+    """Dry-run assumption: tokens per second one learner GPU takes through forward and
+    backward of one model (the usual fine-tuning throughput figure)."""
+    weight_sync_gbytes_per_s: float | None = None
+    """Dry-run assumption: GB/s (1e9 bytes) at which new weights reach every engine,
+    gathering and the engines' own load included."""
 
 
 @dataclass
@@ -94,5 +120,9 @@ class TrainConfig:
     eval: EvalDuringTrainingConfig = field(default_factory=EvalDuringTrainingConfig)
     run: RunConfig = field(default_factory=RunConfig)
     cluster: ClusterConfig = field(default_factory=ClusterConfig)
+    chaos: ChaosConfig = field(default_factory=ChaosConfig)
     experiment: str = "default"
     """The ablation this run is (set by `+experiment=...`)."""
+    dry_run: bool = False
+    """Print the plan (placement, model size, memory per GPU, tokens and time per
+    iteration; `launch/plan.py`) and exit: no run folder, no model check, no Ray."""

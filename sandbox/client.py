@@ -199,7 +199,9 @@ class Sandbox:
         if isinstance(program, str):
             failed = self._result("runtime_error", 0.0, "", program)
             return Judgement.of([failed] * (1 if job.stop_on_first_failure else total), total)
+        waiting_since = time.monotonic()
         server = self._idle.get()
+        self.job_started(time.monotonic() - waiting_since)
         try:
             results = []
             for index in range(total):
@@ -209,6 +211,10 @@ class Sandbox:
             return Judgement.of(results, total)
         finally:
             self._idle.put(server)
+
+    def job_started(self, queue_wait_s: float) -> None:
+        """Called as each compiled job gets its fork server, `queue_wait_s` after it asked
+        for one: a hook for `sandbox.pool.MeteredSandbox`."""
 
     def run_many(
         self, jobs: Iterable[Job], on_done: Callable[[], None] | None = None

@@ -29,7 +29,47 @@ MAX_BACKOFF_S = 30.0
 T = TypeVar("T")
 R = TypeVar("R")
 
-SandboxActor = ray.remote(max_restarts=-1, max_task_retries=0)(Sandbox)
+QUEUE_WAIT_BOUNDARIES_S = [0.001, 0.01, 0.1, 0.5, 1.0, 5.0, 30.0]
+"""Histogram buckets of rlef_sandbox_queue_wait_seconds."""
+
+
+class MeteredSandbox(Sandbox):
+    """A `Sandbox` that records on Ray's metrics endpoint: programs judged
+    (rlef_sandbox_executions) and how long each waited for a fork server
+    (rlef_sandbox_queue_wait_seconds), tagged with the actor's name."""
+
+    def __init__(self, config: SandboxConfig | None = None) -> None:
+        from ray.util.metrics import Counter, Histogram
+
+        from actors.metrics import actor_name, count_restart
+
+        super().__init__(config)
+        count_restart("sandbox")
+        tags = {"actor": actor_name()}
+        self._executions = Counter(
+            "rlef_sandbox_executions",
+            description="Programs judged by the sandbox (each on all its tests).",
+            tag_keys=("actor",),
+        )
+        self._queue_wait = Histogram(
+            "rlef_sandbox_queue_wait_seconds",
+            description="Seconds a program waited for a free fork server.",
+            boundaries=QUEUE_WAIT_BOUNDARIES_S,
+            tag_keys=("actor",),
+        )
+        self._executions.set_default_tags(tags)
+        self._queue_wait.set_default_tags(tags)
+
+    def job_started(self, queue_wait_s: float) -> None:
+        self._queue_wait.observe(queue_wait_s)
+
+    def run(self, job: Job) -> Judgement:
+        judgement = super().run(job)
+        self._executions.inc()
+        return judgement
+
+
+SandboxActor = ray.remote(max_restarts=-1, max_task_retries=0)(MeteredSandbox)
 """One `Sandbox` (with `config.workers` fork servers) in its own Ray worker process."""
 
 
@@ -121,29 +161,57 @@ def _abandoned(job: Job, attempts: int) -> Judgement:
 
 
 class SandboxPool:
-    """M sandbox actors that judge batches of jobs; results come back in input order."""
+    """M sandbox actors that judge batches of jobs; results come back in input order.
+    The pool is a plain object holding actor handles: it can be sent to other actors
+    (an inference actor judges its episodes' programs on a shared pool)."""
 
     def __init__(
         self,
+        actors: list,
+        workers: int,
+        max_attempts: int = 3,
+        max_in_flight: int | None = None,
+        names: list[str] | None = None,
+    ) -> None:
+        """A pool over running `SandboxActor`s of `workers` fork servers each (named
+        `names`, if they have names)."""
+        if not actors or max_attempts < 1:
+            raise ValueError("a sandbox pool needs at least one actor and max_attempts >= 1")
+        self.actors = actors
+        self.names = names
+        self.max_attempts = max_attempts
+        # Two jobs per fork server: one running, one ready to start when it ends.
+        self.max_in_flight = max_in_flight or 2 * len(actors) * workers
+        self.stats = PoolStats()
+
+    @classmethod
+    def start(
+        cls,
         config: SandboxConfig,
         num_actors: int,
         max_attempts: int = 3,
         max_in_flight: int | None = None,
         name_prefix: str | None = None,
         num_cpus_per_actor: float = 1.0,
-    ) -> None:
-        if num_actors < 1 or max_attempts < 1:
-            raise ValueError("a sandbox pool needs num_actors >= 1 and max_attempts >= 1")
-        self.max_attempts = max_attempts
-        # Two jobs per fork server: one running, one ready to start when it ends.
-        self.max_in_flight = max_in_flight or 2 * num_actors * config.workers
-        self.stats = PoolStats()
-        self.actors = []
+    ) -> SandboxPool:
+        """Start `num_actors` sandbox actors (named `{name_prefix}-i` if given)."""
+        if num_actors < 1:
+            raise ValueError("a sandbox pool needs num_actors >= 1")
+        actors = []
+        names = [f"{name_prefix}-{i}" for i in range(num_actors)] if name_prefix else None
         for index in range(num_actors):
-            options = {"max_concurrency": config.workers, "num_cpus": num_cpus_per_actor}
-            if name_prefix is not None:
-                options["name"] = f"{name_prefix}-{index}"
-            self.actors.append(SandboxActor.options(**options).remote(config))
+            # Jobs queue in the actor, where their wait for a fork server is measured.
+            options = {"max_concurrency": 2 * config.workers, "num_cpus": num_cpus_per_actor}
+            if names is not None:
+                options["name"] = names[index]
+            actors.append(SandboxActor.options(**options).remote(config))
+        return cls(actors, config.workers, max_attempts, max_in_flight, names)
+
+    @classmethod
+    def by_name(cls, names: list[str], workers: int, max_attempts: int = 3) -> SandboxPool:
+        """The pool of running sandbox actors named `names` (of this job), found by
+        name: how another actor reaches them, even after it restarted."""
+        return cls([ray.get_actor(name) for name in names], workers, max_attempts, names=names)
 
     def run(
         self, jobs: Sequence[Job], on_done: Callable[[], None] | None = None

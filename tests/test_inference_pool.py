@@ -93,7 +93,7 @@ def test_episodes_judged_by_the_ray_sandbox_pool(local_ray, quick_tiny_model):
             strict=True,
         )
     ]
-    pool = SandboxPool(SandboxConfig(), num_actors=1, num_cpus_per_actor=0.5)
+    pool = SandboxPool.start(SandboxConfig(), num_actors=1, num_cpus_per_actor=0.5)
     try:
         rollouts = play_episodes(
             problems,

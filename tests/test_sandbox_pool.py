@@ -24,7 +24,7 @@ def test_actor_is_a_thin_wrapper_over_sandbox(local_ray):
 
 
 def test_actor_killed_mid_batch_every_job_gets_exactly_one_result(local_ray):
-    pool = SandboxPool(SandboxConfig(), num_actors=2)
+    pool = SandboxPool.start(SandboxConfig(), num_actors=2)
     jobs = _numbered_jobs(8)
     # Job 0, submitted first, goes to actor 0 and runs for 5 s: the kill at the first
     # result (a 0.2 s job on actor 1) lands while it runs, however loaded the machine.
@@ -59,7 +59,7 @@ def test_a_job_that_keeps_killing_its_actor_is_judged_runtime_error(local_ray):
     actor = int(open(f"/proc/{zygote}/stat").read().rsplit(")", 1)[1].split()[1])
     os.kill(actor, signal.SIGKILL)
     """
-    pool = SandboxPool(SandboxConfig(isolation="none"), num_actors=1, max_attempts=2)
+    pool = SandboxPool.start(SandboxConfig(isolation="none"), num_actors=1, max_attempts=2)
     try:
         jobs = [*_numbered_jobs(2, seconds=0), stdio_job(killer, ["1"], ["1"])]
         judgements = pool.run(jobs)

@@ -2,11 +2,10 @@
 tiny model (vLLM engine, sandbox, two gloo DeepSpeed ranks), and what the run leaves."""
 
 import json
-import subprocess
-import sys
 
 import pyarrow.parquet as pq
 import pytest
+from train_app import launch_train, train_small
 
 from launch.report import write_report
 
@@ -30,31 +29,10 @@ REQUIRED = {
 }
 
 
-def _launch(*overrides: str, timeout: int = 900) -> subprocess.CompletedProcess:
-    """`python -m launch.train` with `overrides`, run to its end."""
-    command = [sys.executable, "-m", "launch.train", *overrides]
-    return subprocess.run(command, capture_output=True, text=True, timeout=timeout)
-
-
-def _train(model, out, *overrides: str) -> subprocess.CompletedProcess:
-    """Two small iterations of the real app on `model`, into `out`."""
-    done = _launch(
-        f"model.path={model}",
-        f"run.dir={out}",
-        "trainer.iterations=2",
-        "dialog.max_model_len=1024",
-        "engine.max_model_len=1024",
-        "learner.micro_batch_tokens=2048",
-        *overrides,
-    )
-    assert done.returncode == 0, done.stderr[-3000:]
-    return done
-
-
 @pytest.fixture(scope="module")
 def run_dir(quick_tiny_model, tmp_path_factory):
     out = tmp_path_factory.mktemp("run")
-    done = _train(
+    done = train_small(
         quick_tiny_model,
         out,
         "+experiment=sync",
@@ -109,21 +87,21 @@ def test_the_report_renders_plots_and_dialogs(run_dir):
 
 
 def test_a_typo_in_an_override_fails_with_the_key(tmp_path):
-    done = _launch("trainer.iteratons=2", f"run.dir={tmp_path}", timeout=120)
+    done = launch_train("trainer.iteratons=2", f"run.dir={tmp_path}", timeout=120)
     assert done.returncode != 0
     assert "iteratons" in done.stderr
     assert "Traceback" not in done.stderr
 
 
 def test_a_missing_model_is_named_before_any_actor_starts(tmp_path):
-    done = _launch("model.path=/nowhere/model", f"run.dir={tmp_path}", timeout=120)
+    done = launch_train("model.path=/nowhere/model", f"run.dir={tmp_path}", timeout=120)
     assert done.returncode != 0
     assert "/nowhere/model" in done.stderr and "does not exist" in done.stderr
     assert "Traceback" not in done.stderr
 
 
 def test_async_plays_the_next_batch_while_the_learner_trains(quick_tiny_model, tmp_path):
-    _train(
+    train_small(
         quick_tiny_model,
         tmp_path,
         "+experiment=async",
@@ -156,7 +134,7 @@ def test_resume_redoes_what_the_last_checkpoint_lacks(run_dir, quick_tiny_model,
     # written, its checkpoint is not.
     shutil.rmtree(resumed / "checkpoints" / "iter-000002")
     (resumed / "checkpoints" / "latest").write_text("iter-000001")
-    done = _train(
+    done = train_small(
         quick_tiny_model,
         resumed,
         "run.resume=true",
@@ -182,7 +160,7 @@ def test_resume_redoes_what_the_last_checkpoint_lacks(run_dir, quick_tiny_model,
 
 
 def test_resume_without_a_checkpoint_says_so(quick_tiny_model, tmp_path):
-    done = _launch(
+    done = launch_train(
         f"model.path={quick_tiny_model}",
         f"run.dir={tmp_path}",
         "run.resume=true",

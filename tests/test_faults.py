@@ -1,0 +1,116 @@
+"""Surviving faults in the real training app: actors killed mid-run (the `chaos`
+config), a learner rank that dies, then resuming from the checkpoint it names."""
+
+import json
+
+import pyarrow.parquet as pq
+from fixtures import code_contests_row, write_code_contests_shards
+from train_app import launch_train, small_run_overrides, train_small
+
+from launch.train import ProblemStream
+from problems.toy import generate_toy
+
+SMALL = (
+    "+experiment=sync",
+    "trainer.rollouts_per_iteration=16",
+    "dialog.sampling.max_new_tokens=32",
+    "eval.every=0",
+    "eval.problems=4",
+    "eval.rollouts=1",
+    "run.report=false",
+)
+
+
+def _metrics(out) -> list[dict]:
+    return [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
+
+
+def _expected_problems(iterations: int, per_iteration: int) -> list[list[str]]:
+    """Each iteration's problems in an uninterrupted run (the default toy data, seed 0)."""
+    stream = ProblemStream(generate_toy("train", 5000, seed=0), seed=0)
+    return [[p.name for p in stream.take(per_iteration)] for _ in range(iterations)]
+
+
+def test_training_through_chaos_loses_nothing(quick_tiny_model, tmp_path):
+    # Small chunks and early kills: the episodes are being played when an actor dies.
+    done = train_small(
+        quick_tiny_model,
+        tmp_path,
+        *SMALL,
+        "trainer.rollouts_per_iteration=32",
+        "actors.chunk_size=4",
+        "chaos.enabled=true",
+        "chaos.window_s=0.5",
+        "chaos.targets=[inference,sandbox]",
+    )
+    assert done.stdout.count("chaos: killed") == 2, done.stdout
+    lines = _metrics(tmp_path)
+    assert [m["iteration"] for m in lines] == [1, 2]
+    assert lines[-1]["chaos_kills"] == 2
+    # Ray restarted every actor chaos killed, and the counts say so.
+    assert lines[-1]["restarts_inference"] + lines[-1]["restarts_sandbox"] == 2
+    expected = _expected_problems(2, 32)
+    for iteration, metrics in enumerate(lines, start=1):
+        assert metrics["rollouts"] == 32
+        table = pq.read_table(tmp_path / "rollouts" / f"iter-{iteration:06d}.parquet")
+        # Exactly the iteration's problems, each once: nothing lost, nothing twice.
+        assert table.column("problem").to_pylist() == expected[iteration - 1]
+        assert all(row["turns"] for row in table.to_pylist())
+
+
+def test_a_dead_learner_rank_is_named_and_the_run_resumes(quick_tiny_model, tmp_path):
+    died = launch_train(
+        *small_run_overrides(quick_tiny_model, tmp_path),
+        *SMALL,
+        "trainer.iterations=3",
+        "run.checkpoint_every=1",
+        "chaos.enabled=true",
+        "chaos.first_iteration=2",
+        "chaos.window_s=0",
+        "chaos.targets=[learner]",
+    )
+    assert died.returncode == 1, died.stderr[-3000:]
+    message = died.stderr.strip().splitlines()[-1]
+    assert "learner rank" in message and "(actor learner-" in message, message
+    assert str(tmp_path / "checkpoints" / "iter-000001") in message, message
+    assert "run.resume=true" in message and "Traceback" not in died.stderr
+    assert [m["iteration"] for m in _metrics(tmp_path)] == [1]
+
+    train_small(quick_tiny_model, tmp_path, *SMALL, "trainer.iterations=3", "run.resume=true")
+    lines = _metrics(tmp_path)
+    assert [m["iteration"] for m in lines] == [1, 2, 3]  # no gap, no duplicate
+    expected = _expected_problems(3, 16)
+    for iteration in (1, 2, 3):
+        table = pq.read_table(tmp_path / "rollouts" / f"iter-{iteration:06d}.parquet")
+        assert table.column("problem").to_pylist() == expected[iteration - 1]
+
+
+def test_unparseable_data_rows_are_skipped_and_counted(quick_tiny_model, tmp_path):
+    rows = [code_contests_row(f"good_{i}") for i in range(8)]
+    rows.insert(3, {**code_contests_row("no_name"), "name": None})
+    rows.insert(5, code_contests_row("null_tests", private_tests=None))
+    write_code_contests_shards(
+        tmp_path / "data",
+        {
+            "train-00000-of-00001.parquet": rows,
+            "valid-00000-of-00001.parquet": [code_contests_row("valid_one")],
+        },
+    )
+    done = train_small(
+        quick_tiny_model,
+        tmp_path / "run",
+        *SMALL,
+        "data=code_contests",
+        f"data.path={tmp_path / 'data'}",
+        "trainer.iterations=1",
+        "trainer.rollouts_per_iteration=8",
+    )
+    assert "code_contests train: 8 problems, 2 rows skipped (malformed: 2)" in done.stdout
+    [metrics] = _metrics(tmp_path / "run")
+    assert metrics["rollouts"] == 8
+
+
+def test_an_unknown_chaos_target_is_named(tmp_path):
+    done = launch_train(f"run.dir={tmp_path}", "chaos.targets=[inference,engines]", timeout=120)
+    assert done.returncode == 2
+    assert "chaos.targets: ['engines']" in done.stderr and "Traceback" not in done.stderr
