@@ -96,8 +96,8 @@ def check_config(config: TrainConfig) -> None:
             f"learner.updates_per_iteration={config.learner.updates_per_iteration} updates "
             f"gives fewer rollouts per update than learner.num_ranks={config.learner.num_ranks}"
         )
-    if config.actors.num_inference < 1 or config.actors.num_sandbox < 1:
-        raise ConfigError("actors.num_inference and actors.num_sandbox must be >= 1")
+    if config.actors.num_inference < 1 or config.actors.num_sandbox < 0:
+        raise ConfigError("actors.num_inference must be >= 1 and actors.num_sandbox >= 0")
     if config.chaos.problems():
         raise ConfigError("; ".join(config.chaos.problems()))
     try:
@@ -301,12 +301,14 @@ class Trainer:
                 log_to_driver=False,
             )
         actors = config.actors
-        self.sandboxes = SandboxPool.start(
-            config.sandbox,
-            actors.num_sandbox,
-            name_prefix="sandbox",
-            num_cpus_per_actor=actors.cpus_per_sandbox,
-        )
+        sandbox_actors = None
+        if actors.num_sandbox:
+            sandbox_actors = SandboxPool.start(
+                config.sandbox,
+                actors.num_sandbox,
+                name_prefix="sandbox",
+                num_cpus_per_actor=actors.cpus_per_sandbox,
+            ).names
         self.pool = InferencePool(
             config.model,
             config.engine,
@@ -319,7 +321,7 @@ class Trainer:
                 "num_cpus": actors.cpus_per_inference,
                 "num_gpus": actors.gpus_per_inference,
             },
-            sandbox_actors=self.sandboxes.names,
+            sandbox_actors=sandbox_actors,
         )
         self.group = LearnerGroup(config.learner, config.model)
         ahead = config.trainer.max_staleness if config.trainer.schedule == "async" else 0

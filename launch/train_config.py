@@ -28,7 +28,8 @@ class ActorsConfig:
     """Episodes an actor plays per call: the unit of work redone if an actor dies."""
     num_sandbox: int = 1
     """Sandbox actors (`sandbox-i`) that judge every engine's programs, each with
-    `sandbox.workers` fork servers."""
+    `sandbox.workers` fork servers; 0: each inference actor judges its own programs on
+    fork servers of its own (one machine: no Ray call per program)."""
     cpus_per_sandbox: float = 1
     """CPUs each sandbox actor reserves (its fork servers run the programs)."""
 

@@ -39,6 +39,7 @@ def test_training_through_chaos_loses_nothing(quick_tiny_model, tmp_path):
         *SMALL,
         "trainer.rollouts_per_iteration=32",
         "actors.chunk_size=4",
+        "actors.num_sandbox=1",
         "chaos.enabled=true",
         "chaos.window_s=0.5",
         "chaos.targets=[inference,sandbox]",
