@@ -45,27 +45,27 @@ def count_restart(kind: str) -> None:
         restarts.inc(1.0, tags={"kind": kind, "actor": actor_name()})
 
 
+def actor_metric(metric_class: type, name: str, description: str, **options):
+    """A `metric_class` (Counter, Gauge or Histogram of `ray.util.metrics`) whose series
+    carry the recording actor's name as the tag `actor`."""
+    metric = metric_class(name, description=description, tag_keys=("actor",), **options)
+    metric.set_default_tags({"actor": actor_name()})
+    return metric
+
+
 class InferenceMetrics:
     """What an inference actor records per `play` call."""
 
     def __init__(self) -> None:
-        tags = {"actor": actor_name()}
-        self.rollouts = Counter(
-            "rlef_rollouts", description="Episodes played (rollouts).", tag_keys=("actor",)
+        self.rollouts = actor_metric(Counter, "rlef_rollouts", "Episodes played (rollouts).")
+        self.generated_tokens = actor_metric(
+            Counter, "rlef_generated_tokens", "Tokens the engine generated (replies only)."
         )
-        self.generated_tokens = Counter(
-            "rlef_generated_tokens",
-            description="Tokens the engine generated (replies only).",
-            tag_keys=("actor",),
-        )
-        self.busy_fraction = Gauge(
+        self.busy_fraction = actor_metric(
+            Gauge,
             "rlef_engine_busy_fraction",
-            description="Share of the time since the previous call that the engine spent "
-            "playing episodes.",
-            tag_keys=("actor",),
+            "Share of the time since the previous call that the engine spent playing episodes.",
         )
-        for metric in (self.rollouts, self.generated_tokens, self.busy_fraction):
-            metric.set_default_tags(tags)
         self._idle_since = time.monotonic()
 
     def played(self, rollouts: list, started: float) -> None:
@@ -85,43 +85,33 @@ class QueueMetrics:
     """What the replay queue records when it changes."""
 
     def __init__(self) -> None:
-        tags = {"actor": actor_name()}
-        self.depth = Gauge(
-            "rlef_replay_queue_depth",
-            description="Rollouts waiting in the replay queue.",
-            tag_keys=("actor",),
+        self.depth = actor_metric(
+            Gauge, "rlef_replay_queue_depth", "Rollouts waiting in the replay queue."
         )
-        self.dropped = Counter(
+        self.dropped = actor_metric(
+            Counter,
             "rlef_stale_rollouts_dropped",
-            description="Rollouts dropped for being more than max_staleness versions old.",
-            tag_keys=("actor",),
+            "Rollouts dropped for being more than max_staleness versions old.",
         )
-        for metric in (self.depth, self.dropped):
-            metric.set_default_tags(tags)
 
 
 class TrainerMetrics:
     """What the driver records once per iteration."""
 
     def __init__(self) -> None:
-        tags = {"actor": actor_name()}
-        self.weight_version = Gauge(
-            "rlef_weight_version",
-            description="The learner's weight version (iterations trained).",
-            tag_keys=("actor",),
+        self.weight_version = actor_metric(
+            Gauge, "rlef_weight_version", "The learner's weight version (iterations trained)."
         )
-        self.update_seconds = Gauge(
+        self.update_seconds = actor_metric(
+            Gauge,
             "rlef_learner_update_seconds",
-            description="Seconds the learner group spent on the last iteration's updates.",
-            tag_keys=("actor",),
+            "Seconds the learner group spent on the last iteration's updates.",
         )
-        self.sync_seconds = Gauge(
+        self.sync_seconds = actor_metric(
+            Gauge,
             "rlef_weight_sync_seconds",
-            description="Seconds the last weight broadcast to the engines took.",
-            tag_keys=("actor",),
+            "Seconds the last weight broadcast to the engines took.",
         )
-        for metric in (self.weight_version, self.update_seconds, self.sync_seconds):
-            metric.set_default_tags(tags)
 
     def iteration(self, version: int, update_s: float, sync_s: float) -> None:
         self.weight_version.set(float(version))

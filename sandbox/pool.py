@@ -41,24 +41,21 @@ class MeteredSandbox(Sandbox):
     def __init__(self, config: SandboxConfig | None = None) -> None:
         from ray.util.metrics import Counter, Histogram
 
-        from actors.metrics import actor_name, count_restart
+        from actors.metrics import actor_metric, count_restart
 
         super().__init__(config)
         count_restart("sandbox")
-        tags = {"actor": actor_name()}
-        self._executions = Counter(
+        self._executions = actor_metric(
+            Counter,
             "rlef_sandbox_executions",
-            description="Programs judged by the sandbox (each on all its tests).",
-            tag_keys=("actor",),
+            "Programs judged by the sandbox (each on all its tests).",
         )
-        self._queue_wait = Histogram(
+        self._queue_wait = actor_metric(
+            Histogram,
             "rlef_sandbox_queue_wait_seconds",
-            description="Seconds a program waited for a free fork server.",
+            "Seconds a program waited for a free fork server.",
             boundaries=QUEUE_WAIT_BOUNDARIES_S,
-            tag_keys=("actor",),
         )
-        self._executions.set_default_tags(tags)
-        self._queue_wait.set_default_tags(tags)
 
     def job_started(self, queue_wait_s: float) -> None:
         self._queue_wait.observe(queue_wait_s)
