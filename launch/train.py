@@ -301,14 +301,15 @@ class Trainer:
                 log_to_driver=False,
             )
         actors = config.actors
-        sandbox_actors = None
+        # Held for the run: Ray ends a (named) actor once no handle refers to it.
+        self.sandboxes = None
         if actors.num_sandbox:
-            sandbox_actors = SandboxPool.start(
+            self.sandboxes = SandboxPool.start(
                 config.sandbox,
                 actors.num_sandbox,
                 name_prefix="sandbox",
                 num_cpus_per_actor=actors.cpus_per_sandbox,
-            ).names
+            )
         self.pool = InferencePool(
             config.model,
             config.engine,
@@ -321,7 +322,7 @@ class Trainer:
                 "num_cpus": actors.cpus_per_inference,
                 "num_gpus": actors.gpus_per_inference,
             },
-            sandbox_actors=sandbox_actors,
+            sandbox_actors=self.sandboxes.names if self.sandboxes else None,
         )
         self.group = LearnerGroup(config.learner, config.model)
         ahead = config.trainer.max_staleness if config.trainer.schedule == "async" else 0
