@@ -191,7 +191,8 @@ class SandboxPool:
         name_prefix: str | None = None,
         num_cpus_per_actor: float = 1.0,
     ) -> SandboxPool:
-        """Start `num_actors` sandbox actors (named `{name_prefix}-i` if given)."""
+        """Start `num_actors` sandbox actors (named `{name_prefix}-i` if given); returns
+        once they are up."""
         if num_actors < 1:
             raise ValueError("a sandbox pool needs num_actors >= 1")
         actors = []
@@ -202,6 +203,8 @@ class SandboxPool:
             if names is not None:
                 options["name"] = names[index]
             actors.append(SandboxActor.options(**options).remote(config))
+        # Up, and findable by name, before anyone is told their names (`by_name`).
+        ray.get([actor.__ray_ready__.remote() for actor in actors])
         return cls(actors, config.workers, max_attempts, max_in_flight, names)
 
     @classmethod

@@ -30,7 +30,6 @@ def test_actor_killed_mid_batch_every_job_gets_exactly_one_result(local_ray):
     # result (a 0.2 s job on actor 1) lands while it runs, however loaded the machine.
     # (A kill between two tasks loses nothing: Ray holds the next one for the restart.)
     jobs[0] = _numbered_jobs(1, seconds=5.0, time_limit_s=10.0)[0]
-    ray.get([actor.__ray_ready__.remote() for actor in pool.actors])  # built, not building
     killed = []
 
     def kill_actor_zero_once():
