@@ -4,7 +4,7 @@
    micro-batches as planned) on a fixed batch of real rollouts (toy episodes played by
    the tiny model on vLLM), against a bare forward + backward + AdamW step of the same two
    models on the same micro-batches in plain torch, in the same process, one rank.
-   The preparation pass (reference, old policy and value forwards) is printed apart: it
+   The preparation pass (reference and value forwards) is printed apart: it
    is PPO's own cost, not overhead.
 2. The share of padding among the token positions computed, with length bucketing, and
    without (each update as one padded batch).

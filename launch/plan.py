@@ -23,10 +23,10 @@ from launch.train_config import TrainConfig
 GIB = 2**30
 DTYPE_BYTES = {"float32": 4, "bfloat16": 2, "float16": 2}
 """Bytes per parameter of each weight dtype."""
-LEARNER_PASSES = 3.0
+LEARNER_PASSES = 2 + 2 / 3
 """Learner work per trained token, in forward+backward passes of one model: the policy's
-and the value model's (2), plus the forwards of the reference, the old policy and the old
-values (a forward is about a third of a forward+backward: 3 x 1/3 = 1)."""
+and the value model's (2), plus the forwards of the reference and the old values (a
+forward is about a third of a forward+backward: 2 x 1/3)."""
 
 
 @dataclass(frozen=True)
@@ -399,8 +399,8 @@ def format_plan(plan: Plan) -> str:
             f"{actors.num_inference} engines busy ({trainer.rollouts_per_iteration} rollouts "
             f"in chunks of {actors.chunk_size}) x {cluster.generate_tokens_per_s:,g} tokens/s",
             f"  train      {estimate.train_s:6.1f} s: {learner.num_ranks} ranks x "
-            f"{cluster.train_tokens_per_s:,g} tokens/s, {LEARNER_PASSES:g} passes per token "
-            "(policy and value forward+backward; reference, old policy, old values forward)",
+            f"{cluster.train_tokens_per_s:,g} tokens/s, {LEARNER_PASSES:.3g} passes per token "
+            "(policy and value forward+backward; reference and old values forward)",
             f"  sync       {estimate.sync_s:6.1f} s: {estimate.sync_bytes / 1e9:.1f} GB at "
             f"{cluster.weight_sync_gbytes_per_s:g} GB/s",
             f"  iteration  {estimate.iteration_s:6.1f} s ({trainer.schedule} schedule: "

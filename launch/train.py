@@ -235,6 +235,7 @@ def iteration_metrics(iteration: int, rollouts: list[Rollout], train: dict, max_
         "lr": updates[-1]["lr"],
         "learner_tokens_per_s": statistics.mean(u["tokens_per_s"] for u in updates),
         "padding_fraction": train["padding_fraction"],
+        "time_prepare_s": train["time_prepare_s"],
         "tokens_generated": sum(sum(r.trained_mask) for r in rollouts),
         "staleness_max": iteration - 1 - min(r.weight_version for r in rollouts),
         "sandbox_share": sum(sandbox_s) / busy if busy else 0.0,

@@ -8,9 +8,9 @@ ranks but the gradients DeepSpeed reduces.
 
 One iteration:
 1. Shuffle the rollouts (seeded by iteration) into `updates_per_iteration` equal parts.
-2. Preparation, without gradients, for this rank's sequences of all parts: reference and
-   old policy log-probs, old values; turn rewards with the KL penalty, returns and
-   advantages (`learner.algo`).
+2. Preparation, without gradients, for this rank's sequences of all parts: reference
+   log-probs and old values; turn rewards with the KL penalty (against the behaviour
+   log-probs the engine sampled with), returns and advantages (`learner.algo`).
 3. Per part, one optimizer step: micro-batches (rollouts packed into rows under a token
    budget, `learner.packing`), each loss scaled so that the sum over micro-batches and
    ranks is the mean over the part's tokens (policy) and value points (value), as one
@@ -303,11 +303,13 @@ class LearnerRank:
             for micro_batch in plan[self.rank]:
                 order, batch = self._batch(rollouts, micro_batch or stand_in)
                 reference, _ = self._forward_logprobs(self.reference, batch)
-                old, _ = self._forward_logprobs(self.policy, batch)
                 values = self._values(batch)
                 if not micro_batch:
                     continue
-                kl = algo.per_turn_kl(old, reference, batch.turn_of_token, batch.num_turns)
+                # The KL penalty is taken on the policy that sampled the tokens: the engine's
+                # behaviour log-probs, so no forward pass of the policy is needed here.
+                behaviour = batch.behaviour_logprobs
+                kl = algo.per_turn_kl(behaviour, reference, batch.turn_of_token, batch.num_turns)
                 rewards = algo.turn_rewards(
                     batch.valid_code,
                     batch.last_turn,
@@ -326,8 +328,8 @@ class LearnerRank:
                 sums += torch.tensor(
                     [
                         returns[first_turn].sum().item(),
-                        (old - reference).sum().item(),
-                        len(old),
+                        (behaviour - reference).sum().item(),
+                        len(behaviour),
                         batch.real_tokens,
                     ],
                     dtype=torch.float64,

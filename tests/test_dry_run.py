@@ -135,8 +135,8 @@ def test_tokens_and_time_worked_by_hand():
     assert plan.busy_engines(1000, 16, 160) == 63
     assert plan.busy_engines(1024, 4, 160) == 160
     assert plan.generate_seconds(512_000, 64, 1000) == pytest.approx(8.0, rel=1e-9)
-    # 3 passes: 1_536_000 x 3 / (128 x 6000) = 6 s.
-    assert plan.train_seconds(1_536_000, 128, 6000) == pytest.approx(6.0, rel=1e-9)
+    # 2 + 2/3 passes: 1_536_000 x 8/3 / (128 x 6000) = 16/3 s.
+    assert plan.train_seconds(1_536_000, 128, 6000) == pytest.approx(16 / 3, rel=1e-9)
     assert plan.sync_seconds(16e9, 20) == pytest.approx(0.8, rel=1e-9)
     assert plan.iteration_seconds(8.0, 6.0, 0.8, "sync") == pytest.approx(14.8, rel=1e-9)
     assert plan.iteration_seconds(8.0, 6.0, 0.8, "async") == pytest.approx(8.8, rel=1e-9)

@@ -65,9 +65,11 @@ def _single_process(config: LearnerConfig, location, rollouts) -> dict:
         for part in parts:
             batch = collate([rollouts[i] for i in part], 0)
             ref = token_logprobs(reference(**batch.model_inputs()).logits, batch)
-            old = token_logprobs(policy(**batch.model_inputs()).logits, batch)
             values = _values(value, batch, config.value_level)
-            kl = algo.per_turn_kl(old, ref, batch.turn_of_token, batch.num_turns)
+            # The KL penalty is on the log-probs the rollouts were sampled with.
+            kl = algo.per_turn_kl(
+                batch.behaviour_logprobs, ref, batch.turn_of_token, batch.num_turns
+            )
             rewards = algo.turn_rewards(batch.valid_code, batch.last_turn, batch.episode_passed, kl)
             returns = algo.returns_to_go(rewards, batch.episode_of_turn)
             if config.value_level == "token":
