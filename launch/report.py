@@ -1,9 +1,11 @@
 """`python -m launch.report RUN_DIR`: a run's `report.html`, rendered from its files.
 
-Plots (inline SVG, no plotting library): reward and validation 1@3 over iterations,
-solve rate by turn, KL to the reference, and where each iteration's time went
-(generation, of it the sandbox's share, training, weight sync); then a few dialogs of
-the last iteration, solved and failed, turn by turn.
+Plots (inline SVG, no plotting library): validation 1@3 over iterations from the
+evaluation before training on, beside the share solved at the first turn (the gap is what
+feedback adds); the training reward; the training solve rate by turn; KL to the
+reference; and where each iteration's time went (generation, of it the sandbox's share,
+training, weight sync). Then a few dialogs of the last iteration, solved and failed,
+turn by turn.
 """
 
 from __future__ import annotations
@@ -12,11 +14,14 @@ import html
 import sys
 from pathlib import Path
 
-from launch.run_files import ROLLOUTS_DIR, read_metrics
+from launch.run_files import ROLLOUTS_DIR, read_eval_before, read_metrics
 
 REPORT_FILE = "report.html"
 COLOURS = ("#1f77b4", "#d62728", "#2ca02c", "#ff7f0e", "#9467bd")
 WIDTH, HEIGHT, MARGIN = 520, 240, 44
+"""Plot area of a chart, with its margin for the axes' labels."""
+LEGEND_WIDTH = 190
+"""Room right of the plot for the series' names."""
 
 
 def line_chart(title: str, series: dict[str, list[tuple[float, float]]], percent=False) -> str:
@@ -38,7 +43,8 @@ def line_chart(title: str, series: dict[str, list[tuple[float, float]]], percent
         return f"{100 * y:.0f}%" if percent else f"{y:.3g}"
 
     parts = [
-        f'<svg width="{WIDTH}" height="{HEIGHT}" viewBox="0 0 {WIDTH} {HEIGHT}">',
+        f'<svg width="{WIDTH + LEGEND_WIDTH}" height="{HEIGHT}" '
+        f'viewBox="0 0 {WIDTH + LEGEND_WIDTH} {HEIGHT}">',
         f'<line x1="{MARGIN}" y1="{HEIGHT - MARGIN}" x2="{WIDTH - MARGIN}" '
         f'y2="{HEIGHT - MARGIN}" stroke="#888"/>',
         f'<line x1="{MARGIN}" y1="{MARGIN}" x2="{MARGIN}" y2="{HEIGHT - MARGIN}" stroke="#888"/>',
@@ -76,6 +82,21 @@ def line_chart(title: str, series: dict[str, list[tuple[float, float]]], percent
 
 def _series(metrics: list[dict], key: str) -> list[tuple[float, float]]:
     return [(m["iteration"], m[key]) for m in metrics if m.get(key) is not None]
+
+
+def validation_series(
+    metrics: list[dict], before: tuple[float, dict] | None
+) -> dict[str, list[tuple[float, float]]]:
+    """Validation 1@3 and the share solved at turn 1, per evaluated iteration, starting
+    at iteration 0 with the evaluation before training when there is one."""
+    one_at_three = _series(metrics, "eval_1at3")
+    first_turn = _series(metrics, "eval_solve_rate_turn_1")
+    if before is not None:
+        solved, turns = before
+        one_at_three.insert(0, (0, solved))
+        if "solve_rate_turn_1" in turns:
+            first_turn.insert(0, (0, turns["solve_rate_turn_1"]))
+    return {"1@3": one_at_three, "solved at turn 1": first_turn}
 
 
 def _dialogs(run_dir: Path, count: int) -> str:
@@ -120,11 +141,13 @@ def write_report(run_dir: str | Path, dialogs: int = 6) -> Path:
     turns = sorted(k for k in metrics[0] if k.startswith("solve_rate_turn_"))
     charts = [
         line_chart(
-            "Mean episode reward (training rollouts) and validation 1@3",
-            {
-                "reward": _series(metrics, "reward_mean"),
-                "1@3 (valid)": _series(metrics, "eval_1at3"),
-            },
+            "Validation 1@3 (iteration 0: before training) and the share solved at turn 1",
+            validation_series(metrics, read_eval_before(run_dir)),
+            percent=True,
+        ),
+        line_chart(
+            "Mean episode reward (training rollouts)",
+            {"reward": _series(metrics, "reward_mean")},
         ),
         line_chart(
             "Training rollouts solved by the end of turn t",
@@ -159,10 +182,10 @@ figure{{display:inline-block;margin:0.5em}}
 pre{{background:#f6f6f6;padding:0.5em;white-space:pre-wrap}} pre.feedback{{background:#fff4e5}}
 td{{padding:0 1em 0 0}}</style></head><body>
 <h1>RLEF run: {html.escape(str(run_dir))}</h1>
-<p>{len(metrics)} iterations. Validation 1@3 is one rollout of up to 3 turns at temperature
-0.2; the turn curves count training rollouts solved (all tests) by the end of that turn.
-The sandbox runs inside the generation phase; its curve is the share of episode time
-spent in it.</p>
+<p>{len(metrics)} iterations. Validation 1@3: rollouts of up to 3 turns at temperature 0.2,
+top-p 0.95, the share whose final program passes all tests (the paper's metric); the
+turn curves count rollouts solved (all tests) by the end of that turn. The sandbox runs
+inside the generation phase; its curve is the share of episode time spent in it.</p>
 {"".join(charts)}
 <h2>Last iteration</h2><table>{table}</table>
 <h2>Dialogs</h2>{_dialogs(run_dir, dialogs)}

@@ -18,6 +18,9 @@ from learner.algo import NO_CODE_PENALTY
 METRICS_FILE = "metrics.jsonl"
 ROLLOUTS_DIR = "rollouts"
 TENSORBOARD_DIR = "tensorboard"
+EVAL_BEFORE_FILE = "eval_before.json"
+"""1@3 and solve rates by turn before training, as `[1@3, {"solve_rate_turn_t": ...}]`
+(for a resumed run's summary and the report's starting point)."""
 
 
 def task_rewards(rollout: Rollout, no_code_penalty: float = NO_CODE_PENALTY) -> list[float]:
@@ -107,6 +110,20 @@ class RunFiles:
 
     def close(self) -> None:
         self.tensorboard.close()
+
+
+def write_eval_before(directory: str | Path, solved: float, turns: dict) -> None:
+    """Keep the evaluation before training: 1@3 and the solve rates by turn."""
+    (Path(directory) / EVAL_BEFORE_FILE).write_text(json.dumps([solved, turns]))
+
+
+def read_eval_before(directory: str | Path) -> tuple[float, dict] | None:
+    """The evaluation before training (1@3, solve rates by turn), if the run wrote it."""
+    path = Path(directory) / EVAL_BEFORE_FILE
+    if not path.exists():
+        return None
+    solved, turns = json.loads(path.read_text())
+    return solved, turns
 
 
 def read_metrics(directory: str | Path) -> list[dict]:

@@ -17,7 +17,6 @@ policy (`policy/`, Hugging Face format) and `report.html`.
 
 from __future__ import annotations
 
-import json
 import os
 import random
 import signal
@@ -40,15 +39,13 @@ from actors.rollout import Rollout
 from launch.chaos import ChaosMonkey
 from launch.config import CONF_DIR, ConfigError, RunStopped, run_entry_point
 from launch.plan import format_plan, make_plan
-from launch.run_files import RunFiles, read_metrics
+from launch.run_files import RunFiles, read_eval_before, read_metrics, write_eval_before
 from launch.train_config import SCHEDULES, TrainConfig
 from problems import Problem
 from problems.sources import load_problems
 
 EVAL_SAMPLING = SamplingConfig(temperature=0.2, top_p=0.95)
 """1@3 evaluation: the paper's sampling."""
-BEFORE_FILE = "eval_before.json"
-"""1@3 and solve rates by turn before training (kept for a resumed run's summary)."""
 
 
 class StopRequest:
@@ -271,7 +268,7 @@ class Trainer:
 
             if (
                 checkpoint.latest(self.run_dir / "checkpoints") is None
-                or not (self.run_dir / BEFORE_FILE).exists()
+                or read_eval_before(self.run_dir) is None
             ):
                 raise ConfigError(
                     f"run.resume=true, but {self.run_dir} holds no complete checkpoint to resume"
@@ -349,10 +346,11 @@ class Trainer:
             self.pool, self.queue, stream, trainer.rollouts_per_iteration, trainer.seed, ahead
         )
         if config.run.resume:
-            first, (before, before_turns) = self._resume(files, stream, producer), self._before()
+            first = self._resume(files, stream, producer)
+            before, before_turns = read_eval_before(self.run_dir)
         else:
             first, (before, before_turns) = 1, self._evaluate()
-            (self.run_dir / BEFORE_FILE).write_text(json.dumps([before, before_turns]))
+            write_eval_before(self.run_dir, before, before_turns)
         print(f"train: 1@3 on {config.eval.split} before training: {100 * before:.1f}%", flush=True)
         evaluations = {0: before} | {
             m["iteration"]: m["eval_1at3"] for m in read_metrics(self.run_dir) if "eval_1at3" in m
@@ -476,10 +474,6 @@ class Trainer:
             f"`python -m launch.train run.resume=true run.dir={self.run_dir}` (and the "
             "same overrides)"
         )
-
-    def _before(self) -> tuple[float, dict]:
-        before, turns = json.loads((self.run_dir / BEFORE_FILE).read_text())
-        return before, turns
 
     def _take(self, producer: Producer, iteration: int) -> list[Rollout]:
         import ray

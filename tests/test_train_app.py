@@ -7,7 +7,8 @@ import pyarrow.parquet as pq
 import pytest
 from train_app import launch_train, train_small
 
-from launch.report import write_report
+from launch.report import validation_series, write_report
+from launch.run_files import read_eval_before, read_metrics
 
 REQUIRED = {
     "iteration",
@@ -82,8 +83,29 @@ def test_two_iterations_leave_every_file(run_dir):
 def test_the_report_renders_plots_and_dialogs(run_dir):
     out, _ = run_dir
     page = write_report(out).read_text()
-    assert page.count("<svg") == 4
+    assert page.count("<svg") == 5
     assert "<details>" in page and "turn 1" in page
+    # The validation curve starts with the evaluation before training, at iteration 0.
+    before, turns = read_eval_before(out)
+    series = validation_series(read_metrics(out), (before, turns))
+    assert [x for x, _ in series["1@3"]] == [0, 1, 2]
+    assert series["1@3"][0] == (0, before)
+    assert series["solved at turn 1"][0] == (0, turns["solve_rate_turn_1"])
+
+
+def test_validation_series_without_an_evaluation_before_training():
+    metrics = [
+        {"iteration": 1, "eval_1at3": 0.5, "eval_solve_rate_turn_1": 0.25},
+        {"iteration": 2},
+        {"iteration": 3, "eval_1at3": 0.75, "eval_solve_rate_turn_1": 0.5},
+    ]
+    assert validation_series(metrics, None) == {
+        "1@3": [(1, 0.5), (3, 0.75)],
+        "solved at turn 1": [(1, 0.25), (3, 0.5)],
+    }
+    with_before = validation_series(metrics, (0.125, {"solve_rate_turn_1": 0.0}))
+    assert with_before["1@3"][0] == (0, 0.125)
+    assert with_before["solved at turn 1"][0] == (0, 0.0)
 
 
 def test_a_typo_in_an_override_fails_with_the_key(tmp_path):
