@@ -10,10 +10,11 @@ dialogs and sandbox):
   about 100 samples): rollouts at temperature 1.0; AlphaCode's n@k over final programs,
   those passing the public tests submitted; with it pass@k of the final programs.
 
-Prints a table, shows a progress bar, and writes `eval.out` as JSON:
-`{"metrics": {...}, "problems": [{"name", "samples": [{"turns": [{"valid_code",
-"public_passed"}], "passed"}]}]}`, where `samples` are the 1@3 rollouts, so that 1@3 can
-be recomputed from them.
+Prints a table (on toy problems also 1@3 by family), shows a progress bar, and writes
+`eval.out` as JSON: `{"metrics": {...}, "1@3_by_family": {family: {"1@3", "problems"}},
+"problems": [{"name", "samples": [{"turns": [{"valid_code", "public_passed"}],
+"passed"}]}]}`, where `samples` are the 1@3 rollouts, so that 1@3 can be recomputed from
+them; `1@3_by_family` is empty but on toy problems.
 """
 
 from __future__ import annotations
@@ -29,8 +30,15 @@ from actors.rollout import Rollout
 from launch.config import ConfigError, compose_config, run_entry_point
 from problems import Problem
 from problems.config import DataConfig
-from problems.solve_rates import bootstrap_interval, mean_solved, n_at_k, pass_at_k
+from problems.solve_rates import (
+    bootstrap_interval,
+    mean_by_group,
+    mean_solved,
+    n_at_k,
+    pass_at_k,
+)
 from problems.sources import load_problems
+from problems.toy import family_of
 from sandbox import Sandbox, SandboxConfig
 
 BATCH_EPISODES = 64
@@ -185,8 +193,16 @@ def evaluate(config: EvaluateConfig) -> dict:
                 bootstrap_interval(n_scores, config.eval.bootstrap, config.eval.seed)
             )
             metrics[f"pass@{k}_rollouts"] = sum(pass_scores) / len(pass_scores)
+    by_family = {}
+    if data.source == "toy":
+        families = [family_of(problem.name) for problem in problems]
+        by_family = {
+            family: {"1@3": score, "problems": count}
+            for family, (score, count) in mean_by_group(families, scores).items()
+        }
     return {
         "metrics": metrics,
+        "1@3_by_family": by_family,
         "config": {
             "model": config.model.path,
             "data": data.source,
@@ -214,6 +230,13 @@ def table(result: dict) -> str:
         interval = metrics.get(f"{name}_ci95")
         ci = f"  (95% CI {100 * interval[0]:.1f}-{100 * interval[1]:.1f})" if interval else ""
         lines.append(f"  {name:<16} {100 * value:6.1f}%{ci}")
+    by_family = result.get("1@3_by_family")
+    if by_family:
+        lines.append("  1@3 by family:")
+        for family, entry in by_family.items():
+            lines.append(
+                f"    {family:<18} {100 * entry['1@3']:6.1f}%  ({entry['problems']} problems)"
+            )
     return "\n".join(lines)
 
 

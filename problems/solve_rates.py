@@ -55,6 +55,19 @@ def mean_solved(outcomes: Sequence[bool]) -> float:
     return sum(outcomes) / len(outcomes)
 
 
+def mean_by_group(
+    groups: Sequence[str], per_problem: Sequence[float]
+) -> dict[str, tuple[float, int]]:
+    """Per group (e.g. a toy family), the mean of its problems' scores and how many
+    problems it has; groups in sorted order. `groups[i]` is problem i's group."""
+    if len(groups) != len(per_problem):
+        raise ValueError(f"{len(groups)} groups for {len(per_problem)} problems")
+    members: dict[str, list[float]] = {}
+    for group, score in zip(groups, per_problem, strict=True):
+        members.setdefault(group, []).append(score)
+    return {group: (sum(xs) / len(xs), len(xs)) for group, xs in sorted(members.items())}
+
+
 def bootstrap_interval(
     per_problem: Sequence[float],
     samples: int = 1000,

@@ -953,6 +953,14 @@ def toy_instances(split: str, count: int, seed: int = 0) -> list[ToyInstance]:
     return instances
 
 
+def family_of(name: str) -> str:
+    """The family of a toy problem, from its name (`toy/<family>/<index>`)."""
+    parts = name.split("/")
+    if len(parts) != 3 or parts[0] != "toy":
+        raise ValueError(f"{name!r} is not a toy problem's name (toy/<family>/<index>)")
+    return parts[1]
+
+
 def generate_toy(split: str, count: int, seed: int = 0) -> list[Problem]:
     """`count` toy problems of `split` ("train", "valid" or "test"), drawn with `seed`.
 

@@ -45,6 +45,17 @@ def test_evaluate_writes_samples_that_recompute_the_metrics(
     low, high = metrics["1@3_ci95"]
     assert 0 <= low <= metrics["1@3"] <= high <= 1
     assert 0 <= metrics["10@6"] <= 1
+    # 1@3 by family: each family's problems' mean, from the same samples.
+    by_family = {}
+    for problem, score in zip(problems, per_problem, strict=True):
+        by_family.setdefault(problem["name"].split("/")[1], []).append(score)
+    assert result["1@3_by_family"] == {
+        family: {"1@3": pytest.approx(sum(xs) / len(xs)), "problems": len(xs)}
+        for family, xs in by_family.items()
+    }
+    assert "1@3 by family:" in printed
+    for family in by_family:
+        assert f"    {family} " in printed
 
 
 def test_a_missing_model_says_what_to_do(capsys):

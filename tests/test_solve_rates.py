@@ -5,7 +5,13 @@ import math
 
 import pytest
 
-from problems.solve_rates import bootstrap_interval, mean_solved, n_at_k, pass_at_k
+from problems.solve_rates import (
+    bootstrap_interval,
+    mean_by_group,
+    mean_solved,
+    n_at_k,
+    pass_at_k,
+)
 
 
 def test_pass_at_k_by_hand():
@@ -63,6 +69,14 @@ def test_mean_solved_and_bootstrap():
     assert bootstrap_interval([0.3] * 10) == pytest.approx((0.3, 0.3))
 
 
+def test_mean_by_group_by_hand():
+    groups = ["b", "a", "b", "b", "a"]
+    scores = [1.0, 0.5, 0.0, 0.5, 0.0]
+    assert mean_by_group(groups, scores) == {"a": (0.25, 2), "b": (0.5, 3)}
+    assert list(mean_by_group(groups, scores)) == ["a", "b"]
+    assert mean_by_group([], []) == {}
+
+
 @pytest.mark.parametrize(
     "call",
     [
@@ -72,6 +86,7 @@ def test_mean_solved_and_bootstrap():
         lambda: n_at_k(5, public=2, correct=1, n=0, k=1),
         lambda: mean_solved([]),
         lambda: bootstrap_interval([]),
+        lambda: mean_by_group(["a"], [1.0, 0.0]),
     ],
 )
 def test_impossible_counts_are_refused(call):

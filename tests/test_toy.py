@@ -25,6 +25,7 @@ from problems.toy import (
     SPLITS,
     TIME_LIMIT_S,
     families,
+    family_of,
     generate_toy,
     split_params,
     toy_instances,
@@ -100,6 +101,14 @@ def test_every_problem_has_the_promised_shape():
             assert MIN_BUGS <= len(problem.incorrect_solutions) <= MAX_BUGS, problem.name
             assert len(set(problem.incorrect_solutions)) == len(problem.incorrect_solutions)
             assert problem.solutions[0] not in problem.incorrect_solutions
+
+
+def test_family_of_reads_the_name():
+    for instance in toy_instances("valid", 50):
+        assert family_of(instance.problem.name) == instance.family
+    for name in ("HumanEval/0", "1548_A. Web of Lies", "toy/count_equal"):
+        with pytest.raises(ValueError, match="is not a toy problem's name"):
+            family_of(name)
 
 
 def test_bad_arguments_say_what_to_do():
