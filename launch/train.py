@@ -93,6 +93,13 @@ def check_config(config: TrainConfig) -> None:
             f"learner.updates_per_iteration={config.learner.updates_per_iteration} updates "
             f"gives fewer rollouts per update than learner.num_ranks={config.learner.num_ranks}"
         )
+    sampling = config.dialog.sampling
+    if sampling.temperature != 1.0 or sampling.top_p != 1.0:
+        raise ConfigError(
+            "dialog.sampling.temperature and dialog.sampling.top_p must be 1.0 for training "
+            f"(got {sampling.temperature} and {sampling.top_p}): the learner takes the engine's "
+            "log-probs as the policy's, in the PPO ratio and the KL penalty"
+        )
     if config.actors.num_inference < 1 or config.actors.num_sandbox < 0:
         raise ConfigError("actors.num_inference must be >= 1 and actors.num_sandbox >= 0")
     if config.chaos.problems():

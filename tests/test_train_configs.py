@@ -7,7 +7,7 @@ import pytest
 from hydra import compose, initialize_config_dir
 from omegaconf import OmegaConf
 
-from launch.config import CONF_DIR, compose_config
+from launch.config import CONF_DIR, ConfigError, compose_config
 from launch.train_config import TrainConfig
 
 GROUPS = [p.name for p in Path(CONF_DIR).iterdir() if p.is_dir() and p.name != "experiment"]
@@ -75,3 +75,14 @@ def test_a_typo_names_the_key():
 
     with pytest.raises(ConfigCompositionException, match="lrr"):
         _train(["learner.lrr=1"])
+
+
+@pytest.mark.parametrize("override", ["temperature=0.7", "top_p=0.9"])
+def test_training_samples_at_temperature_one_without_top_p(quick_tiny_model, override):
+    from launch.train import check_config
+
+    model = f"model.path={quick_tiny_model}"
+    check_config(_train([model]))
+    wrong = _train([model, f"dialog.sampling.{override}"])
+    with pytest.raises(ConfigError, match="dialog.sampling.temperature and dialog.sampling.top_p"):
+        check_config(wrong)
