@@ -56,11 +56,11 @@ class TinyModelConfig:
     """Seeds the toy problems, the replies drawn for the warm start, and torch."""
     vocab_size: int = 1024
     """BPE vocabulary size, special tokens included."""
-    hidden_size: int = 192
+    hidden_size: int = 256
     layers: int = 4
-    heads: int = 3
+    heads: int = 4
     """Attention heads; head size = hidden_size / heads (64, which vLLM's CPU kernels support)."""
-    intermediate_size: int = 512
+    intermediate_size: int = 704
     max_positions: int = 2048
     """Longest dialog the model can hold, in tokens (3 turns with feedback fit)."""
     train_problems: int = 2000
