@@ -17,6 +17,7 @@ policy (`policy/`, Hugging Face format) and `report.html`.
 
 from __future__ import annotations
 
+import operator
 import os
 import random
 import signal
@@ -70,6 +71,9 @@ class StopRequest:
 
 
 ConfigStore.instance().store(name="train_schema", node=TrainConfig)
+# `${mul:a,b}` in conf/: a product, e.g. the run's update count, where a learning-rate
+# schedule ends with the run.
+OmegaConf.register_new_resolver("mul", operator.mul, replace=True)
 
 
 def check_config(config: TrainConfig) -> None:

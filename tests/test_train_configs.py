@@ -70,6 +70,14 @@ def test_the_other_entry_points_compose(name):
     assert isinstance(compose_config(name, [], schema), schema)
 
 
+def test_the_tiny_learning_rate_decays_until_the_runs_last_update():
+    tiny = _train(["trainer.iterations=7"])
+    assert tiny.learner.lr_decay_steps == 7 * tiny.learner.updates_per_iteration
+    longer = _train(["trainer.iterations=40", "learner.updates_per_iteration=3"])
+    assert longer.learner.lr_decay_steps == 120
+    assert _train(["learner=paper"]).learner.lr_decay_steps == 0
+
+
 def test_a_typo_names_the_key():
     from hydra.errors import ConfigCompositionException
 
