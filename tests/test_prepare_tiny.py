@@ -9,6 +9,7 @@ transformers = pytest.importorskip("transformers")
 
 from conftest import QUICK_TINY as QUICK  # noqa: E402
 
+from launch.config import compose_config  # noqa: E402
 from launch.prepare_tiny import (  # noqa: E402
     CONFIG_FILE,
     SUMMARY_FILE,
@@ -90,3 +91,23 @@ def test_warm_start_replies_are_single_turn_and_mix_right_and_buggy_programs(tok
         prompt = tokenizer.decode(ids[:prompt_length])
         assert prompt.count("<|user|>") == 1 and "<|assistant|>" in prompt  # one turn only
     assert 0.25 < correct / len(problems) < 0.45
+
+
+def test_the_shipped_model_is_the_one_the_default_recipe_builds():
+    """`make train` reuses the repository's artifacts/tiny only if it was built with the
+    default recipe; and a change to the toy problems or the prompts, which changes what
+    the build trains on, changes the tokenizer too: then this fails until the model is
+    rebuilt (`python -m launch.prepare_tiny force=true`) and committed."""
+    config = compose_config("prepare_tiny", [], TinyModelConfig)
+    out = config.output_path()
+    assert json.loads((out / CONFIG_FILE).read_text()) == config.recipe()
+    problems = generate_toy("train", config.train_problems, seed=config.seed)
+    corpus = tokenizer_corpus(problems)
+    rebuilt = build_tokenizer(corpus, config.vocab_size)
+    shipped = transformers.AutoTokenizer.from_pretrained(out)
+    assert shipped.get_vocab() == rebuilt.get_vocab()
+    for text in corpus[:: len(corpus) // 50]:
+        assert shipped(text).input_ids == rebuilt(text).input_ids
+    summary = json.loads((out / SUMMARY_FILE).read_text())
+    model = transformers.AutoModelForCausalLM.from_pretrained(out)
+    assert summary["parameters"] == sum(p.numel() for p in model.parameters())
