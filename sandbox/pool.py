@@ -17,6 +17,9 @@ from typing import TypeVar
 
 import ray
 from ray.exceptions import ActorUnavailableError, RayActorError
+from ray.util.metrics import Counter, Histogram
+
+from actors.metrics import actor_metric, count_restart
 
 from .client import Sandbox
 from .config import SandboxConfig
@@ -39,10 +42,6 @@ class MeteredSandbox(Sandbox):
     (rlef_sandbox_queue_wait_seconds), tagged with the actor's name."""
 
     def __init__(self, config: SandboxConfig | None = None) -> None:
-        from ray.util.metrics import Counter, Histogram
-
-        from actors.metrics import actor_metric, count_restart
-
         super().__init__(config)
         count_restart("sandbox")
         self._executions = actor_metric(
