@@ -70,19 +70,24 @@ def turn_rewards(
 
 
 def returns_to_go(rewards: Tensor, episode_of_turn: Tensor) -> Tensor:
-    """G_t = sum of R_i over i >= t within the episode (gamma = 1).
+    """G_t = sum of R_i over i >= t within the episode (gamma = 1), in `rewards`' dtype.
 
     rewards [S], episode_of_turn [S] (non-decreasing)  ->  [S]
+
+    The running sums span the whole batch, so they are taken in float64: in float32 the
+    sum over a long micro-batch grows until its rounding error (~1e-7 of the sum) is that
+    of a reward.
     """
+    exact = rewards.to(torch.float64)
     num_episodes = int(episode_of_turn.max().item()) + 1 if len(episode_of_turn) else 0
-    totals = torch.zeros(num_episodes, dtype=rewards.dtype, device=rewards.device)
-    totals.index_add_(0, episode_of_turn, rewards)
+    totals = torch.zeros(num_episodes, dtype=exact.dtype, device=exact.device)
+    totals.index_add_(0, episode_of_turn, exact)
     # Rewards of earlier turns of the same episode: a running sum, minus what earlier
     # episodes contributed to it.
-    running = torch.cumsum(rewards, 0) - rewards
+    running = torch.cumsum(exact, 0) - exact
     episode_start = torch.cumsum(totals, 0) - totals
     before_in_episode = running - episode_start[episode_of_turn]
-    return totals[episode_of_turn] - before_in_episode
+    return (totals[episode_of_turn] - before_in_episode).to(rewards.dtype)
 
 
 def turn_advantages(returns: Tensor, values: Tensor) -> Tensor:
@@ -105,6 +110,34 @@ def ppo_policy_loss(
     clipped = -advantages * torch.clamp(ratio, 1.0 - clip_eps, 1.0 + clip_eps)
     loss = torch.maximum(unclipped, clipped)
     return loss.mean(), (clipped > unclipped).to(logprobs.dtype).mean()
+
+
+def k3_kl(logprobs: Tensor, behaviour_logprobs: Tensor) -> Tensor:
+    """Per token, r - 1 - log r with r = pi / mu (Schulman's k3): >= 0, and its mean over
+    tokens sampled from mu estimates KL(mu || pi). In float64, through expm1: in float32,
+    exp(x) - 1 - x is 0 or rounding noise of ~1e-8, of either sign, for |x| below ~3e-4,
+    where it should be x^2 / 2 (5e-13 at 1e-6).
+
+    logprobs [N] (pi), behaviour_logprobs [N] (mu, which sampled the tokens)  ->  [N] float64
+    """
+    log_ratio = logprobs.to(torch.float64) - behaviour_logprobs.to(torch.float64)
+    return torch.expm1(log_ratio) - log_ratio
+
+
+def ratio_standard_error(
+    sum_x: float, sum_n: float, sum_xx: float, sum_xn: float, sum_nn: float, count: int
+) -> float:
+    """The standard error of the ratio estimate R = sum x_i / sum n_i over `count` groups
+    (e.g. a mean over tokens with rollouts as the independent units: x_i the rollout's sum,
+    n_i its token count), from the five sums; the delta method:
+    SE^2 = sum (x_i - R n_i)^2 / (m (m - 1) nbar^2), m = count, nbar = sum_n / m.
+    NaN for fewer than two groups."""
+    if count < 2 or sum_n <= 0:
+        return float("nan")
+    ratio = sum_x / sum_n
+    residual = max(sum_xx - 2 * ratio * sum_xn + ratio**2 * sum_nn, 0.0)
+    mean_n = sum_n / count
+    return (residual / (count * (count - 1))) ** 0.5 / mean_n
 
 
 def clipped_value_loss(

@@ -42,6 +42,8 @@ class LearnerConfig:
     value_lr: float = 2e-7
     """AdamW learning rate of the value model."""
     weight_decay: float = 0.1
+    """AdamW's decoupled weight decay, on weight matrices and embeddings only: biases and
+    norm scales are not decayed (`learner.rank.parameter_groups`)."""
     betas: tuple[float, float] = (0.9, 0.95)
     warmup_steps: int = 50
     """Linear warm-up of both learning rates over this many updates."""

@@ -48,6 +48,30 @@ from .value_model import ValueModel
 
 PAD_ID = 0
 """Padding token id of training batches (masked out: any id would do)."""
+PREPARE_SUMS = (
+    "reward",
+    "kl_ref",
+    "kl_ref_xx",
+    "kl_ref_xn",
+    "kl_ref_nn",
+    "rollouts",
+    "trained_tokens",
+    "tokens",
+)
+"""What preparation sums over the group: first-turn returns, the log-ratio to the
+reference over trained tokens (and per rollout: its square, times the rollout's token
+count, the count squared: `algo.ratio_standard_error`), rollouts, trained tokens, tokens."""
+UPDATE_SUMS = (
+    "policy_loss",
+    "clip_fraction",
+    "approx_kl",
+    "entropy",
+    "value_loss",
+    "tokens",
+    "grad_norm",
+)
+"""What an update sums over the group (token-weighted losses and rates; k3 KL to the
+behaviour policy and entropy over tokens; tokens computed; each rank's gradient norm)."""
 TORCH_EXTENSIONS_DIR = Path(sys.prefix) / "torch_extensions"
 """Where `make install` builds DeepSpeed's CPU shared-memory comm op, so that no rank
 compiles it at start-up."""
@@ -76,18 +100,44 @@ def update_parts(count: int, updates: int, seed: int, iteration: int) -> list[li
 
 def deepspeed_config(config: LearnerConfig) -> dict:
     """DeepSpeed's config: we own the accumulation boundary (micro-batch counts vary with
-    the lengths), so one `step()` per update whatever the number of backwards."""
+    the lengths), so one `step()` per update whatever the number of backwards.
+
+    In bf16, gradients are accumulated over the micro-batches and reduced over the ranks
+    in fp32: DeepSpeed would do both in bf16 (8 bits of mantissa) unless told, and an
+    update sums dozens of micro-batches on each of up to 1024 ranks."""
     zero = {"stage": config.zero_stage, "overlap_comm": config.zero_stage == 2}
-    return {
+    bf16 = config.device != "cpu" and config.dtype == "bfloat16"
+    settings = {
         "train_micro_batch_size_per_gpu": 1,
         "gradient_accumulation_steps": 1,
         "managed_gradient_accumulation": False,
         "zero_optimization": zero,
         "gradient_clipping": config.max_grad_norm,
-        "bf16": {"enabled": config.device != "cpu" and config.dtype == "bfloat16"},
+        "bf16": {"enabled": bf16},
         "zero_allow_untested_optimizer": True,
         "steps_per_print": 2**31 - 1,
     }
+    if bf16:
+        settings["data_types"] = {"grad_accum_dtype": "fp32"}
+        settings["communication_data_type"] = "fp32"
+    return settings
+
+
+def parameter_groups(module, weight_decay: float) -> list[dict]:
+    """AdamW's parameter groups: weight decay on matrices (linear layers, embeddings),
+    none on vectors (biases, norm scales), the usual practice: decaying a norm's scale
+    towards 0 shrinks that layer's output, which nothing in the loss asks for. Under
+    ZeRO-3 a parameter's own shape is `ds_shape` (its data is a shard)."""
+    decayed, undecayed = [], []
+    for parameter in module.parameters():
+        if not parameter.requires_grad:
+            continue
+        shape = getattr(parameter, "ds_shape", parameter.shape)
+        (decayed if len(shape) >= 2 else undecayed).append(parameter)
+    return [
+        {"params": decayed, "weight_decay": weight_decay},
+        {"params": undecayed, "weight_decay": 0.0},
+    ]
 
 
 @dataclass
@@ -199,7 +249,7 @@ class LearnerRank:
 
         config = self.config
         optimizer = torch.optim.AdamW(
-            module.parameters(), lr=lr, weight_decay=config.weight_decay, betas=config.betas
+            parameter_groups(module, config.weight_decay), lr=lr, betas=config.betas
         )
         schedule = torch.optim.lr_scheduler.LambdaLR(
             optimizer,
@@ -255,6 +305,14 @@ class LearnerRank:
             "updates": updates,
             "reward_mean": totals["reward"] / len(rollouts),
             "kl_ref": totals["kl_ref"] / max(totals["trained_tokens"], 1),
+            "kl_ref_stderr": algo.ratio_standard_error(
+                totals["kl_ref"],
+                totals["trained_tokens"],
+                totals["kl_ref_xx"],
+                totals["kl_ref_xn"],
+                totals["kl_ref_nn"],
+                int(totals["rollouts"]),
+            ),
             "padding_fraction": padding_fraction(
                 self.lengths, [[b for plan in plans for b in plan[r]] for r in range(world)]
             ),
@@ -297,7 +355,7 @@ class LearnerRank:
         group of the rewards, KL to the reference and tokens."""
         config = self.config
         prepared: dict[int, Prepared] = {}
-        sums = torch.zeros(4, dtype=torch.float64)  # reward, kl_ref, trained tokens, tokens
+        sums = dict.fromkeys(PREPARE_SUMS, 0.0)
         stand_in = plan_first(plan)
         with torch.no_grad():
             for micro_batch in plan[self.rank]:
@@ -325,27 +383,30 @@ class LearnerRank:
                 episode_of_point = batch.episode_of_turn[turn_of_point]
                 first_turn = torch.ones_like(batch.last_turn)
                 first_turn[1:] = batch.episode_of_turn[1:] != batch.episode_of_turn[:-1]
-                sums += torch.tensor(
-                    [
-                        returns[first_turn].sum().item(),
-                        (behaviour - reference).sum().item(),
-                        len(behaviour),
-                        batch.real_tokens,
-                    ],
-                    dtype=torch.float64,
-                )
+                # Per rollout: its tokens' summed log-ratio to the reference, and their count
+                # (the standard error of kl_ref takes rollouts as the independent units).
+                episode_of_token = batch.episode_of_turn[batch.turn_of_token]
+                log_ratio = (behaviour - reference).to(torch.float64)
+                per_rollout = torch.zeros(len(order), dtype=torch.float64, device=self.device)
+                per_rollout.index_add_(0, episode_of_token, log_ratio)
+                counts = torch.bincount(episode_of_token, minlength=len(order)).to(torch.float64)
+                for name, value in (
+                    ("reward", returns[first_turn].sum()),
+                    ("kl_ref", log_ratio.sum()),
+                    ("kl_ref_xx", (per_rollout**2).sum()),
+                    ("kl_ref_xn", (per_rollout * counts).sum()),
+                    ("kl_ref_nn", (counts**2).sum()),
+                    ("rollouts", len(order)),
+                    ("trained_tokens", len(behaviour)),
+                    ("tokens", batch.real_tokens),
+                ):
+                    sums[name] += float(value)
                 for episode, index in enumerate(order):
                     mine = episode_of_point == episode
                     prepared[index] = Prepared(
                         values[mine].cpu(), point_returns[mine].cpu(), advantages[mine].cpu()
                     )
-        reward, kl_ref, trained, tokens = self._all_sum(sums).tolist()
-        return prepared, {
-            "reward": reward,
-            "kl_ref": kl_ref,
-            "trained_tokens": trained,
-            "tokens": tokens,
-        }
+        return prepared, self._all_sum_named(sums)
 
     def _update(
         self,
@@ -363,7 +424,8 @@ class LearnerRank:
         part_turns = sum(len(rollouts[index].reply_starts) for index in part)
         part_points = part_turns if config.value_level == "turn" else part_tokens
         # Sums over this rank's tokens (or turns); divided by the group's totals below.
-        sums = torch.zeros(7, dtype=torch.float64)
+        sums = dict.fromkeys(UPDATE_SUMS, 0.0)
+        log_ratio_max = 0.0
         stand_in = [[next(i for batch in micro_batches for row in batch for i in row)]]
         self.policy.train()
         self.value.train()
@@ -390,50 +452,55 @@ class LearnerRank:
             points = len(old_values)
             self.value.backward(value_loss * (counts * world * points / part_points))
             with torch.no_grad():
-                log_ratio = logprobs - batch.behaviour_logprobs
-                approx_kl = (torch.exp(log_ratio) - 1 - log_ratio).sum()
                 predicting = logits[batch.token_rows, batch.token_positions - 1].float()
                 log_p = torch.log_softmax(predicting, -1)
-                entropy = -(log_p.exp() * log_p).sum()
-                sums += counts * torch.tensor(
-                    [
-                        policy_loss.item() * tokens,
-                        clip_fraction.item() * tokens,
-                        approx_kl.item(),
-                        entropy.item(),
-                        value_loss.item() * points,
-                        batch.real_tokens,
-                        0.0,
-                    ],
-                    dtype=torch.float64,
-                )
+                for name, value in (
+                    ("policy_loss", policy_loss.item() * tokens),
+                    ("clip_fraction", clip_fraction.item() * tokens),
+                    ("approx_kl", algo.k3_kl(logprobs, batch.behaviour_logprobs).sum()),
+                    ("entropy", -(log_p.exp() * log_p).sum()),
+                    ("value_loss", value_loss.item() * points),
+                    ("tokens", batch.real_tokens),
+                ):
+                    sums[name] += counts * float(value)
+                if micro_batch:
+                    gap = (logprobs - batch.behaviour_logprobs).abs().max()
+                    log_ratio_max = max(log_ratio_max, float(gap))
         self.policy.step()
         self.value.step()
         self.updates_done += 1
         grad_norm = self.policy.get_global_grad_norm()
-        sums[6] = float(grad_norm) if grad_norm is not None else float("nan")
-        policy_loss, clip, approx_kl, entropy, value_loss, tokens, grad_norm = self._all_sum(
-            sums
-        ).tolist()
+        sums["grad_norm"] = float(grad_norm) if grad_norm is not None else float("nan")
+        totals = self._all_sum_named(sums)
         elapsed = time.perf_counter() - started
         return {
-            "policy_loss": policy_loss / part_tokens,
-            "value_loss": value_loss / part_points,
-            "clip_fraction": clip / part_tokens,
-            "approx_kl_behaviour": approx_kl / part_tokens,
-            "entropy": entropy / part_tokens,
-            "grad_norm": grad_norm / world,
-            "tokens_per_s": tokens / elapsed,
+            "policy_loss": totals["policy_loss"] / part_tokens,
+            "value_loss": totals["value_loss"] / part_points,
+            "clip_fraction": totals["clip_fraction"] / part_tokens,
+            "approx_kl_behaviour": totals["approx_kl"] / part_tokens,
+            "log_ratio_max": self._all_max(log_ratio_max),
+            "entropy": totals["entropy"] / part_tokens,
+            "grad_norm": totals["grad_norm"] / world,
+            "tokens_per_s": totals["tokens"] / elapsed,
             "time_s": elapsed,
             "lr": lr,
         }
 
-    def _all_sum(self, values: Tensor) -> Tensor:
+    def _all_sum_named(self, sums: dict[str, float]) -> dict[str, float]:
+        """Each named sum, summed over the group (one all-reduce, in float64)."""
         import torch.distributed as dist
 
-        reduced = values.to(self.device)
+        reduced = torch.tensor(list(sums.values()), dtype=torch.float64, device=self.device)
         dist.all_reduce(reduced)
-        return reduced.cpu()
+        return dict(zip(sums, reduced.cpu().tolist(), strict=True))
+
+    def _all_max(self, value: float) -> float:
+        """The largest of every rank's `value`."""
+        import torch.distributed as dist
+
+        reduced = torch.tensor([value], dtype=torch.float64, device=self.device)
+        dist.all_reduce(reduced, op=dist.ReduceOp.MAX)
+        return reduced.item()
 
     # --- weights out ------------------------------------------------------------------
 

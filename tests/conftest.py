@@ -51,6 +51,14 @@ def quick_tiny_model(tmp_path_factory):
 
 
 @pytest.fixture(scope="session")
+def random_qwen2_model(tmp_path_factory):
+    """The folder of a random tiny Qwen2 (tied embeddings, GQA) with the tiny tokenizer."""
+    from fixtures import random_qwen2
+
+    return random_qwen2(tmp_path_factory.mktemp("random-qwen2"))
+
+
+@pytest.fixture(scope="session")
 def sandbox():
     """One sandbox (two fork servers, default isolation) for the whole session."""
     with Sandbox(SandboxConfig(workers=2)) as box:

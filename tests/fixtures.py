@@ -130,3 +130,40 @@ def synthetic_rollouts(count: int, seed: int, vocab_size: int) -> list:
             Rollout(f"p{index}", ids, mask, logprobs, starts, turns, passed=rng.random() < 0.4)
         )
     return rollouts
+
+
+SHIPPED_TOKENIZER_FILES = ("tokenizer.json", "tokenizer_config.json", "chat_template.jinja")
+"""The tiny model's tokenizer, as `artifacts/tiny` ships it."""
+
+
+def random_qwen2(folder: Path) -> Path:
+    """A randomly initialised tiny Qwen2 in `folder`, with the shipped tiny tokenizer: an
+    architecture other than the tiny Llama's, with tied embeddings, grouped-query
+    attention (2 query heads per key/value head) and attention biases."""
+    import shutil
+
+    import torch
+    from transformers import AutoTokenizer, Qwen2Config, Qwen2ForCausalLM
+
+    shipped = Path(__file__).resolve().parents[1] / "artifacts" / "tiny"
+    folder.mkdir(parents=True, exist_ok=True)
+    for name in SHIPPED_TOKENIZER_FILES:
+        shutil.copy(shipped / name, folder / name)
+    tokenizer = AutoTokenizer.from_pretrained(folder)
+    config = Qwen2Config(
+        vocab_size=len(tokenizer),
+        hidden_size=128,
+        intermediate_size=256,
+        num_hidden_layers=2,
+        num_attention_heads=2,
+        num_key_value_heads=1,
+        max_position_embeddings=2048,
+        tie_word_embeddings=True,
+        bos_token_id=tokenizer.bos_token_id,
+        eos_token_id=tokenizer.eos_token_id,
+        pad_token_id=tokenizer.pad_token_id,
+    )
+    with torch.random.fork_rng():
+        torch.manual_seed(0)
+        Qwen2ForCausalLM(config).save_pretrained(folder)
+    return folder

@@ -9,9 +9,11 @@ import torch
 
 from learner.algo import (
     clipped_value_loss,
+    k3_kl,
     per_turn_kl,
     per_turn_mean,
     ppo_policy_loss,
+    ratio_standard_error,
     returns_to_go,
     turn_advantages,
     turn_rewards,
@@ -137,6 +139,50 @@ def test_ppo_loss_matches_a_loop():
         ratio = math.exp(lp - b)
         terms.append(max(-a * ratio, -a * min(max(ratio, 0.8), 1.2)))
     assert close(ppo_policy_loss(logprobs, behaviour, advantages)[0], sum(terms) / len(terms))
+
+
+def test_returns_stay_exact_over_a_long_float32_batch():
+    # 60,000 episodes of 3 failing turns in one batch (rewards in [-0.6, -0.2]): float32
+    # running sums reach -7e4, whose rounding errors (1e-2) are a tenth of a reward.
+    generator = torch.Generator().manual_seed(0)
+    episodes = 60_000
+    rewards = -0.2 - 0.4 * torch.rand(3 * episodes, generator=generator)
+    episode_of_turn = torch.arange(episodes).repeat_interleave(3)
+    got = returns_to_go(rewards, episode_of_turn)
+    assert got.dtype == torch.float32
+    exact = rewards.double().view(episodes, 3).flip(1).cumsum(1).flip(1).reshape(-1)
+    assert (got.double() - exact).abs().max() < 1e-6
+
+
+def test_k3_kl_by_hand_and_where_float32_rounds_it_away():
+    # r - 1 - log r at log r = 0.5: e^0.5 - 1.5; at log r = -1: e^-1 - 1 + 1 = e^-1.
+    got = k3_kl(torch.tensor([-0.5, -2.0]), torch.tensor([-1.0, -1.0]))
+    assert got.dtype == torch.float64
+    assert close(got, [math.exp(0.5) - 1.5, math.exp(-1.0)])
+    # A log-ratio of ~1e-6 between float32 log-probs: k3 is x^2 / 2 = 4.5e-13, which
+    # float32's exp(x) - 1 - x rounds to exactly 0.
+    policy = torch.tensor([-2.0], dtype=torch.float32)
+    behaviour = policy - 1e-6
+    x = (policy.double() - behaviour.double()).item()
+    assert math.isclose(k3_kl(policy, behaviour).item(), x * x / 2, rel_tol=1e-6)
+    assert (torch.exp(policy - behaviour) - 1 - (policy - behaviour)).item() == 0.0
+
+
+def test_ratio_standard_error_by_hand():
+    # Three rollouts: (log-ratio sum, tokens) = (1, 2), (2, 2), (3, 4). R = 6 / 8 = 0.75;
+    # residuals x - R n: -0.5, 0.5, 0; squares sum to 0.5; m = 3, nbar = 8 / 3:
+    # SE = sqrt(0.5 / 6) / (8 / 3) = 0.108253...
+    x, n = [1.0, 2.0, 3.0], [2.0, 2.0, 4.0]
+    sums = (
+        sum(x),
+        sum(n),
+        sum(a * a for a in x),
+        sum(a * b for a, b in zip(x, n, strict=True)),
+        sum(b * b for b in n),
+        3,
+    )
+    assert math.isclose(ratio_standard_error(*sums), math.sqrt(0.5 / 6) / (8 / 3), rel_tol=RTOL)
+    assert math.isnan(ratio_standard_error(1.0, 2.0, 1.0, 2.0, 4.0, 1))
 
 
 def test_importing_the_math_stays_light():

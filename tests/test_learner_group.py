@@ -11,7 +11,7 @@ from actors.generation import ModelConfig
 from learner import algo
 from learner.batch import collate, token_logprobs
 from learner.config import LearnerConfig
-from learner.rank import lr_factor, update_parts
+from learner.rank import lr_factor, parameter_groups, update_parts
 from learner.value_model import ValueModel
 from tests.fixtures import synthetic_rollouts
 
@@ -50,7 +50,7 @@ def _single_process(config: LearnerConfig, location, rollouts) -> dict:
     steppers = []
     for module, lr in ((policy, config.lr), (value, config.value_lr)):
         optimizer = torch.optim.AdamW(
-            module.parameters(), lr=lr, weight_decay=config.weight_decay, betas=config.betas
+            parameter_groups(module, config.weight_decay), lr=lr, betas=config.betas
         )
         schedule = torch.optim.lr_scheduler.LambdaLR(
             optimizer,
@@ -134,6 +134,33 @@ def test_ranks_agree_and_match_one_process(local_ray, quick_tiny_model, stage, l
         (ranks[0]["policy"][name] - tensor).abs().max().item() for name, tensor in initial.items()
     )
     assert moved > config.lr
+
+
+def test_weight_decay_spares_biases_and_norms(random_qwen2_model):
+    model = AutoModelForCausalLM.from_pretrained(random_qwen2_model, dtype=torch.float32)
+    decayed, undecayed = parameter_groups(model, weight_decay=0.1)
+    assert (decayed["weight_decay"], undecayed["weight_decay"]) == (0.1, 0.0)
+    names = {id(p): name for name, p in model.named_parameters()}
+    decayed_names = {names[id(p)] for p in decayed["params"]}
+    undecayed_names = {names[id(p)] for p in undecayed["params"]}
+    assert "model.embed_tokens.weight" in decayed_names  # tied with lm_head: listed once
+    assert "model.layers.0.self_attn.q_proj.weight" in decayed_names
+    assert "model.layers.0.self_attn.q_proj.bias" in undecayed_names
+    assert "model.layers.1.post_attention_layernorm.weight" in undecayed_names
+    assert "model.norm.weight" in undecayed_names
+    assert all(len(p.shape) == 1 for p in undecayed["params"])
+    assert len(decayed["params"]) + len(undecayed["params"]) == len(list(model.parameters()))
+
+
+def test_bf16_training_accumulates_and_reduces_gradients_in_fp32():
+    from learner.rank import deepspeed_config
+
+    gpu = deepspeed_config(_config(device="cuda", dtype="bfloat16"))
+    assert gpu["bf16"] == {"enabled": True}
+    assert gpu["data_types"] == {"grad_accum_dtype": "fp32"}
+    assert gpu["communication_data_type"] == "fp32"
+    cpu = deepspeed_config(_config())
+    assert cpu["bf16"] == {"enabled": False} and "data_types" not in cpu
 
 
 def test_learning_rate_warms_up_then_decays_to_its_floor():
