@@ -180,6 +180,7 @@ class InferencePool:
             self.actors,
             chunks,
             submit=lambda actor, chunk: actor.play.remote(*chunk, self._weights, dialog),
+            probe=lambda actor: actor.weight_version.remote(),
             max_in_flight=2 * len(self.actors),
             max_attempts=self.max_attempts,
             stats=self.stats,

@@ -27,7 +27,8 @@ from .records import Job, Judgement, TestResult
 
 logger = logging.getLogger("sandbox")
 FIRST_BACKOFF_S = 1.0
-"""How long tasks avoid an actor after it failed one; doubles while it keeps failing."""
+"""How long to wait before probing again an actor that refused a probe (it restarts);
+doubles while it keeps refusing."""
 MAX_BACKOFF_S = 30.0
 T = TypeVar("T")
 R = TypeVar("R")
@@ -83,6 +84,7 @@ def run_on_actors(
     actors: list,
     tasks: Sequence[T],
     submit: Callable[[object, T], ray.ObjectRef],
+    probe: Callable[[object], ray.ObjectRef],
     max_in_flight: int,
     max_attempts: int,
     stats: PoolStats,
@@ -94,42 +96,63 @@ def run_on_actors(
     Tasks go to the least-loaded actor, at most `max_in_flight` at once. A task whose
     actor died is submitted again, at most `max_attempts` times in all; then
     `abandon(task index, attempts)` gives its result. Every task gets exactly one.
+
+    An actor whose task failed takes no task until `probe(actor)` (a cheap call)
+    answers: Ray refuses calls while it restarts the actor (an engine loads for tens of
+    seconds), and a refused probe, sent again after a backoff, costs no task an attempt.
+    An actor dead for good answers its probe with that: its tasks then fail and count.
     """
     results: list[R | None] = [None] * len(tasks)
     attempts = [0] * len(tasks)
     waiting = deque(range(len(tasks)))
     in_flight: dict[ray.ObjectRef, tuple[int, int]] = {}
     load = [0] * len(actors)
-    # An actor whose task failed is restarting: tasks go elsewhere for a while, so that
-    # they are not spent on an actor that refuses them until it is back.
-    resting_until = [0.0] * len(actors)
+    down: dict[int, float] = {}
+    """Actors that take no task until a probe answers -> when to send the next probe."""
+    probes: dict[ray.ObjectRef, int] = {}
     backoff = [0.0] * len(actors)
     while waiting or in_flight:
-        while waiting and len(in_flight) < max_in_flight:
-            now = time.monotonic()
-            ready = [a for a in range(len(actors)) if resting_until[a] <= now]
-            if not ready:
-                if in_flight:
-                    break  # collect a result first; resting actors may be back by then
-                time.sleep(min(resting_until) - now)
-                continue
-            actor = min(ready, key=load.__getitem__)
+        now = time.monotonic()
+        probed = set(probes.values())
+        for actor, due in down.items():
+            if due <= now and actor not in probed:
+                probes[probe(actors[actor])] = actor
+        up = [actor for actor in range(len(actors)) if actor not in down]
+        while waiting and up and len(in_flight) < max_in_flight:
+            actor = min(up, key=load.__getitem__)
             index = waiting.popleft()
             load[actor] += 1
             attempts[index] += 1
             in_flight[submit(actors[actor], tasks[index])] = (index, actor)
-        if not in_flight:
+        unsent = [due for actor, due in down.items() if actor not in probes.values()]
+        timeout = max(0.0, min(unsent) - now) if unsent else None
+        if not in_flight and not probes:
+            time.sleep(timeout or 0.0)
             continue
-        [ref], _ = ray.wait(list(in_flight), num_returns=1)
+        done, _ = ray.wait([*in_flight, *probes], num_returns=1, timeout=timeout)
+        if not done:
+            continue
+        [ref] = done
+        if ref in probes:
+            actor = probes.pop(ref)
+            try:
+                ray.get(ref)
+            except ActorUnavailableError:
+                backoff[actor] = min(MAX_BACKOFF_S, max(FIRST_BACKOFF_S, 2 * backoff[actor]))
+                down[actor] = time.monotonic() + backoff[actor]
+                continue
+            except RayActorError:
+                pass  # dead for good: its tasks fail, and count
+            del down[actor]
+            backoff[actor] = 0.0
+            continue
         index, actor = in_flight.pop(ref)
         load[actor] -= 1
         try:
             result = ray.get(ref)
-            backoff[actor] = 0.0
         except (RayActorError, ActorUnavailableError) as exc:
             stats.actor_failures += 1
-            backoff[actor] = min(MAX_BACKOFF_S, max(FIRST_BACKOFF_S, 2 * backoff[actor]))
-            resting_until[actor] = time.monotonic() + backoff[actor]
+            down.setdefault(actor, time.monotonic())
             if attempts[index] < max_attempts:
                 logger.warning(
                     "actor %d died on task %d (attempt %d of %d), re-submitting: %s",
@@ -225,6 +248,7 @@ class SandboxPool:
             self.actors,
             jobs,
             submit=lambda actor, job: actor.run.remote(job),
+            probe=lambda actor: actor.run_many.remote([]),
             max_in_flight=self.max_in_flight,
             max_attempts=self.max_attempts,
             stats=self.stats,

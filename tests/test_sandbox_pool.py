@@ -69,3 +69,48 @@ def test_a_job_that_keeps_killing_its_actor_is_judged_runtime_error(local_ray):
         assert pool.stats.actor_failures == 2
     finally:
         pool.shutdown()
+
+
+@ray.remote(max_restarts=-1, max_task_retries=0)
+class _SlowToRestart:
+    """Starts at once, but takes 8 s to start again after a death (as an engine loads)."""
+
+    def __init__(self) -> None:
+        import time
+
+        if ray.get_runtime_context().was_current_actor_reconstructed:
+            time.sleep(8)
+
+    def double(self, number: int) -> int:
+        return 2 * number
+
+
+def test_tasks_refused_while_their_actor_restarts_are_not_lost_attempts(local_ray):
+    from sandbox.pool import PoolStats, run_on_actors
+
+    actor = _SlowToRestart.remote()
+    ray.get(actor.double.remote(0))
+    stats = PoolStats()
+    killed = []
+
+    def kill_once():
+        if not killed:
+            killed.append(True)
+            ray.kill(actor, no_restart=False)
+
+    # Ray refuses calls to a restarting actor (ActorUnavailableError, after ~2 s each):
+    # counted as attempts, 2 refusals abandoned a task long before the 8 s restart ended.
+    results = run_on_actors(
+        [actor],
+        list(range(4)),
+        submit=lambda a, number: a.double.remote(number),
+        probe=lambda a: a.double.remote(0),
+        max_in_flight=1,
+        max_attempts=2,
+        stats=stats,
+        abandon=lambda index, attempts: pytest.fail(f"task {index} abandoned after {attempts}"),
+        on_done=kill_once,
+    )
+    assert results == [0, 2, 4, 6]
+    assert stats.actor_failures == 1  # the task the kill took; the refusals cost nothing
+    ray.kill(actor, no_restart=True)
