@@ -24,6 +24,7 @@ from sandbox.feedback import NO_CODE_FEEDBACK, RETRY_INSTRUCTION
 
 from .generation import Completion, SamplingConfig
 from .rollout import Rollout, Turn
+from .seeds import EpisodeSeeds
 
 FEEDBACK_MODES = ("execution", "random", "none")
 FEEDBACK_TESTS = ("public", "private")
@@ -84,7 +85,7 @@ class Episode:
     def turn(self) -> int:
         return len(self.rollout.turns)
 
-    def add_reply(self, completion: Completion, tokenizer) -> None:
+    def add_reply(self, completion: Completion, tokenizer, seed: int) -> None:
         rollout = self.rollout
         rollout.reply_starts.append(len(rollout.token_ids))
         rollout.token_ids += completion.token_ids
@@ -93,7 +94,9 @@ class Episode:
         text = tokenizer.decode(completion.token_ids, skip_special_tokens=True)
         prefix = self.problem.reply_prefix if self.turn == 0 else ""
         code = extract_code(prefix + text)
-        rollout.turns.append(Turn(text, code, False, weight_version=completion.weight_version))
+        rollout.turns.append(
+            Turn(text, code, False, weight_version=completion.weight_version, seed=seed)
+        )
         self.stopped = completion.finish_reason == "stop"
         self.awaiting_judgement = True
 
@@ -117,9 +120,10 @@ def play_episodes(
     judge: Judge,
     tokenizer,
     config: DialogConfig,
-    seed: int = 0,
+    seeds: EpisodeSeeds,
 ) -> list[Rollout]:
     """Play one episode per problem with `engine` (see `actors.engines`); rollouts in order.
+    Reply t of episode i is sampled with `seeds.seed(i, t)`.
 
     The episodes are dealt into `config.pipeline_groups` groups that take turns: while
     the sandbox runs one group's programs (in a background thread), the engine writes the
@@ -146,12 +150,12 @@ def play_episodes(
                     continue
                 progressed = True
                 started = time.monotonic()
-                seeds = [seed + 1000 * e.turn + e.index for e in live]
+                requests = [seeds.seed(e.index, e.turn) for e in live]
                 prompts = [e.rollout.token_ids for e in live]
-                completions = engine.generate(prompts, config.sampling, seeds)
+                completions = engine.generate(prompts, config.sampling, requests)
                 elapsed = time.monotonic() - started
-                for episode, completion in zip(live, completions, strict=True):
-                    episode.add_reply(completion, tokenizer)
+                for episode, completion, seed in zip(live, completions, requests, strict=True):
+                    episode.add_reply(completion, tokenizer, seed)
                     episode.rollout.generate_s += elapsed
                 judging[number] = sandbox_thread.submit(_judge_turn, live, judge, config)
             if not progressed and not judging:

@@ -27,6 +27,7 @@ from .engines import make_engine
 from .generation import EngineConfig, ModelConfig
 from .metrics import InferenceMetrics, count_restart
 from .rollout import Rollout
+from .seeds import EpisodeSeeds
 from .weights import PackedWeights
 
 
@@ -76,14 +77,14 @@ class RolloutWorker:
     def play(
         self,
         problems: list[Problem],
-        seed: int,
+        seeds: EpisodeSeeds,
         weights: tuple[list, int] | None = None,
         dialog: DialogConfig | None = None,
     ) -> list[Rollout]:
-        """One episode per problem, played by `dialog` (default: the actor's). `weights`
-        is ([object ref of the serialized weights], version): loaded first unless the
-        engine has that version already (a restarted actor starts from the model's
-        files)."""
+        """One episode per problem, sampled with `seeds`, played by `dialog` (default: the
+        actor's). `weights` is ([object ref of the serialized weights], version): loaded
+        first unless the engine has that version already (a restarted actor starts from
+        the model's files)."""
         if weights is not None and weights[1] != self.engine.weight_version:
             [reference], version = weights
             if reference is None:
@@ -95,7 +96,7 @@ class RolloutWorker:
             self.engine.update_weights(ray.get(reference), version)
         started = time.monotonic()
         rollouts = play_episodes(
-            problems, self.engine, self.judge, self.tokenizer, dialog or self.dialog, seed
+            problems, self.engine, self.judge, self.tokenizer, dialog or self.dialog, seeds
         )
         self.metrics.played(rollouts, started)
         return rollouts
@@ -159,14 +160,15 @@ class InferencePool:
     def play(
         self,
         problems: Sequence[Problem],
-        seed: int = 0,
+        seeds: EpisodeSeeds,
         on_done: Callable[[], None] | None = None,
         dialog: DialogConfig | None = None,
     ) -> list[Rollout]:
-        """One rollout per problem, by `dialog` (default: the pool's, e.g. evaluation
+        """One rollout per problem, sampled with `seeds` (episode i: `seeds`' episode i,
+        whichever actor plays it), by `dialog` (default: the pool's, e.g. evaluation
         sampling instead); `on_done` ticks once per finished chunk."""
         chunks = [
-            (list(problems[start : start + self.chunk_size]), seed + start)
+            (list(problems[start : start + self.chunk_size]), seeds.from_episode(start))
             for start in range(0, len(problems), self.chunk_size)
         ]
 

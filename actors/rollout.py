@@ -19,6 +19,8 @@ class Turn:
     """The user turn that followed (empty after the last turn)."""
     weight_version: int = 0
     """The weights that sampled this reply."""
+    seed: int = 0
+    """The seed its sampling request carried (`actors.seeds`)."""
 
 
 @dataclass

@@ -39,6 +39,7 @@ def play_rollouts(model: ModelConfig, episodes: int) -> list:
     torch.distributed group, so not in this process, where the rank runs)."""
     from actors.dialog import DialogConfig
     from actors.inference import InferencePool
+    from actors.seeds import EpisodeSeeds
     from problems.toy import generate_toy
     from sandbox import SandboxConfig
 
@@ -47,7 +48,7 @@ def play_rollouts(model: ModelConfig, episodes: int) -> list:
         model, EngineConfig(backend="vllm"), dialog, SandboxConfig(workers=2), num_actors=1
     )
     try:
-        return pool.play(generate_toy("train", episodes, seed=3), seed=3)
+        return pool.play(generate_toy("train", episodes, seed=3), EpisodeSeeds(3, "bench", 0))
     finally:
         pool.shutdown()
 

@@ -14,6 +14,7 @@ import time
 from actors.dialog import DialogConfig, play_episodes
 from actors.engines import make_engine
 from actors.generation import EngineConfig, ModelConfig, SamplingConfig
+from actors.seeds import EpisodeSeeds
 from launch.prepare_tiny import TinyModelConfig, prepare
 from problems.toy import generate_toy
 from sandbox import Sandbox, SandboxConfig
@@ -38,10 +39,12 @@ def measure(engine, problems, sandbox: Sandbox, tokenizer, groups: int) -> dict:
     dialog = DialogConfig(
         sampling=SamplingConfig(temperature=1.0, max_new_tokens=192), pipeline_groups=groups
     )
-    play_episodes(problems[:8], engine, sandbox.run_many, tokenizer, dialog)  # warm-up
+    warm_up, measured = EpisodeSeeds(0, "bench", 0), EpisodeSeeds(0, "bench", 1)
+    play_episodes(problems[:8], engine, sandbox.run_many, tokenizer, dialog, warm_up)
     timed = BusyEngine(engine)
     started = time.perf_counter()
-    rollouts = play_episodes(problems, timed, sandbox.run_many, tokenizer, dialog, seed=1)
+    # Every engine and pipelining setting plays the same requests, with the same seeds.
+    rollouts = play_episodes(problems, timed, sandbox.run_many, tokenizer, dialog, measured)
     elapsed = time.perf_counter() - started
     tokens = sum(sum(r.trained_mask) for r in rollouts)
     return {

@@ -27,6 +27,7 @@ from pathlib import Path
 from actors.dialog import DialogConfig, play_episodes
 from actors.generation import EngineConfig, ModelConfig, SamplingConfig
 from actors.rollout import Rollout
+from actors.seeds import EpisodeSeeds
 from launch.config import ConfigError, compose_config, run_entry_point
 from problems import Problem
 from problems.config import DataConfig
@@ -76,13 +77,15 @@ def _play(
     problems: list[Problem],
     repeats: int,
     sampling: SamplingConfig,
+    seeds: EpisodeSeeds,
     config,
     engine,
     sandbox: Sandbox,
     tokenizer,
     progress,
 ) -> list[list[Rollout]]:
-    """`repeats` rollouts per problem, in batches; per problem, its rollouts."""
+    """`repeats` rollouts per problem, in batches, sampled with `seeds`; per problem, its
+    rollouts."""
     dialog = DialogConfig(
         max_turns=config.eval.max_turns,
         sampling=sampling,
@@ -98,7 +101,7 @@ def _play(
             sandbox.run_many,
             tokenizer,
             dialog,
-            seed=config.eval.seed + start,
+            seeds.from_episode(start),
         )
         for (index, _), rollout in zip(batch, played, strict=True):
             rollouts[index].append(rollout)
@@ -151,10 +154,12 @@ def evaluate(config: EvaluateConfig) -> dict:
         ) as progress,
     ):
         low_temperature = SamplingConfig(0.2, 0.95, config.eval.max_new_tokens)
+        seeds = EpisodeSeeds(config.eval.seed, "eval", iteration=0)
         one_at_three = _play(
             problems,
             config.eval.rollouts,
             low_temperature,
+            seeds,
             config,
             engine,
             sandbox,
@@ -172,6 +177,7 @@ def evaluate(config: EvaluateConfig) -> dict:
                 problems,
                 config.eval.rollouts_10at100,
                 wide,
+                seeds.from_episode(len(problems) * config.eval.rollouts),
                 config,
                 engine,
                 sandbox,

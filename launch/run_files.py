@@ -34,8 +34,8 @@ def task_rewards(rollout: Rollout, no_code_penalty: float = NO_CODE_PENALTY) -> 
 
 def rollout_table(rollouts: list[Rollout], iteration: int):
     """The iteration's rollouts as a pyarrow table: problem, verdict, and per turn the
-    reply, the code, whether it passed the feedback tests, the feedback, the reward and
-    the weight version."""
+    reply, the code, whether it passed the feedback tests, the feedback, the reward, the
+    weight version and the sampling seed."""
     import pyarrow as pa
 
     turn_type = pa.struct(
@@ -46,6 +46,7 @@ def rollout_table(rollouts: list[Rollout], iteration: int):
             ("feedback", pa.string()),
             ("reward", pa.float64()),
             ("weight_version", pa.int64()),
+            ("seed", pa.int64()),
         ]
     )
     columns = {
@@ -64,6 +65,7 @@ def rollout_table(rollouts: list[Rollout], iteration: int):
                         "feedback": turn.feedback,
                         "reward": reward,
                         "weight_version": turn.weight_version,
+                        "seed": turn.seed,
                     }
                     for turn, reward in zip(r.turns, task_rewards(r), strict=True)
                 ]
@@ -98,14 +100,21 @@ class RunFiles:
                 self.tensorboard.add_scalar(name, value, iteration)
         self.tensorboard.flush()
 
+    def write_evaluation(self, iteration: int, rollouts: list[Rollout]) -> None:
+        """The rollouts of the evaluation after `iteration` (0: before training)."""
+        import pyarrow.parquet as pq
+
+        path = self.directory / ROLLOUTS_DIR / f"eval-{iteration:06d}.parquet"
+        pq.write_table(rollout_table(rollouts, iteration), path)
+
     def truncate_after(self, iteration: int) -> None:
         """Forget what iterations after `iteration` wrote (a resumed run redoes them)."""
         kept = [m for m in read_metrics(self.directory) if m["iteration"] <= iteration]
         temporary = self.directory / f".{METRICS_FILE}.tmp"
         temporary.write_text("".join(json.dumps(m) + "\n" for m in kept))
         temporary.replace(self.directory / METRICS_FILE)
-        for path in (self.directory / ROLLOUTS_DIR).glob("iter-*.parquet"):
-            if int(path.stem.removeprefix("iter-")) > iteration:
+        for path in (self.directory / ROLLOUTS_DIR).glob("*-*.parquet"):
+            if int(path.stem.partition("-")[2]) > iteration:
                 path.unlink()
 
     def close(self) -> None:

@@ -37,6 +37,7 @@ from actors.dialog import DialogConfig
 from actors.generation import SamplingConfig
 from actors.metrics import TrainerMetrics, restarts_by_kind
 from actors.rollout import Rollout
+from actors.seeds import EpisodeSeeds
 from launch.chaos import ChaosMonkey
 from launch.config import CONF_DIR, ConfigError, RunStopped, run_entry_point
 from launch.plan import format_plan, make_plan
@@ -146,19 +147,21 @@ def turn_solve_rates(rollouts: list[Rollout], max_turns: int) -> dict[str, float
     return rates
 
 
-def evaluate_1at3(pool, problems: list[Problem], rollouts: int, dialog: DialogConfig, seed: int):
+def evaluate_1at3(
+    pool, problems: list[Problem], rollouts: int, dialog: DialogConfig, seeds: EpisodeSeeds
+):
     """1@3 on `problems` with the pool's engines: `rollouts` per problem at the paper's
-    evaluation sampling. Returns (1@3, per-turn solve rates)."""
+    evaluation sampling. Returns (1@3, per-turn solve rates, the rollouts played)."""
     from problems.solve_rates import mean_solved
 
     episodes = [problem for problem in problems for _ in range(rollouts)]
     sampling = replace(EVAL_SAMPLING, max_new_tokens=dialog.sampling.max_new_tokens)
-    played = pool.play(episodes, seed=seed, dialog=replace(dialog, sampling=sampling))
+    played = pool.play(episodes, seeds, dialog=replace(dialog, sampling=sampling))
     per_problem = [
         mean_solved([r.passed for r in played[index * rollouts : (index + 1) * rollouts]])
         for index in range(len(problems))
     ]
-    return statistics.mean(per_problem), turn_solve_rates(played, dialog.max_turns)
+    return statistics.mean(per_problem), turn_solve_rates(played, dialog.max_turns), played
 
 
 class Producer:
@@ -208,7 +211,7 @@ class Producer:
                 problems = self.stream.take(self.count)
                 self.positions[iteration] = self.stream.position
                 started = time.perf_counter()
-                rollouts = self.pool.play(problems, seed=self.seed * 1_000_003 + iteration)
+                rollouts = self.pool.play(problems, EpisodeSeeds(self.seed, "train", iteration))
                 self.timings[iteration] = {"time_generate_s": time.perf_counter() - started}
                 versions = sorted({r.weight_version for r in rollouts})
                 for version in versions:
@@ -360,7 +363,7 @@ class Trainer:
             first = self._resume(files, stream, producer)
             before, before_turns = read_eval_before(self.run_dir)
         else:
-            first, (before, before_turns) = 1, self._evaluate()
+            first, (before, before_turns) = 1, self._evaluate(0, files)
             write_eval_before(self.run_dir, before, before_turns)
         print(f"train: 1@3 on {config.eval.split} before training: {100 * before:.1f}%", flush=True)
         evaluations = {0: before} | {
@@ -409,7 +412,7 @@ class Trainer:
                 )
                 every = config.eval.every
                 if iteration == trainer.iterations or (every and iteration % every == 0):
-                    metrics["eval_1at3"], turns = self._evaluate()
+                    metrics["eval_1at3"], turns = self._evaluate(iteration, files)
                     metrics.update({f"eval_{k}": v for k, v in turns.items()})
                     evaluations[iteration] = metrics["eval_1at3"]
                 checkpoint_now = iteration % config.run.checkpoint_every == 0
@@ -498,15 +501,19 @@ class Trainer:
             if producer.error is not None:
                 raise RuntimeError(f"playing episodes failed: {producer.error}") from producer.error
 
-    def _evaluate(self):
+    def _evaluate(self, iteration: int, files: RunFiles) -> tuple[float, dict]:
+        """1@3 and solve rates by turn after `iteration` (0: before training); its
+        rollouts go to the run folder."""
         config = self.config
-        return evaluate_1at3(
+        solved, turns, played = evaluate_1at3(
             self.pool,
             self.valid_problems,
             config.eval.rollouts,
             config.dialog,
-            seed=config.trainer.seed * 31 + 17,
+            EpisodeSeeds(config.trainer.seed, "eval", iteration),
         )
+        files.write_evaluation(iteration, played)
+        return solved, turns
 
 
 def summary_line(metrics: dict) -> str:

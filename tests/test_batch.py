@@ -89,13 +89,19 @@ def test_the_learner_scores_vllm_rollouts_as_vllm_sampled_them(quick_tiny_model,
     from actors.dialog import DialogConfig, play_episodes
     from actors.engines import make_engine
     from actors.generation import EngineConfig, ModelConfig, SamplingConfig
+    from actors.seeds import EpisodeSeeds
     from problems.toy import generate_toy
 
     tokenizer = AutoTokenizer.from_pretrained(quick_tiny_model)
     engine = make_engine(EngineConfig(), ModelConfig(path=str(quick_tiny_model)))
     dialog = DialogConfig(sampling=SamplingConfig(temperature=1.0, max_new_tokens=24))
     rollouts = play_episodes(
-        generate_toy("valid", 4), engine, sandbox.run_many, tokenizer, dialog, seed=5
+        generate_toy("valid", 4),
+        engine,
+        sandbox.run_many,
+        tokenizer,
+        dialog,
+        EpisodeSeeds(5, "train", 1),
     )
     assert any(len(r.turns) > 1 for r in rollouts)  # feedback turns are in the batch too
     model = AutoModelForCausalLM.from_pretrained(quick_tiny_model, dtype=torch.float32)

@@ -14,11 +14,13 @@ from transformers import AutoTokenizer
 from actors.dialog import DialogConfig, play_episodes
 from actors.engines import make_engine
 from actors.generation import EngineConfig, ModelConfig, SamplingConfig
+from actors.seeds import EpisodeSeeds
 from problems.prompts import render_first_turn
 from problems.toy import generate_toy
 from sandbox.feedback import NO_CODE_FEEDBACK, RETRY_INSTRUCTION
 
 SAMPLING = SamplingConfig(temperature=1.0, max_new_tokens=24)
+SEEDS = EpisodeSeeds(run_seed=3, phase="train", iteration=1)
 
 
 @pytest.fixture(scope="module")
@@ -44,7 +46,7 @@ def problems():
 
 def play(problems, engine, sandbox, tokenizer, **fields):
     config = DialogConfig(sampling=SAMPLING, **fields)
-    return play_episodes(problems, engine, sandbox.run_many, tokenizer, config, seed=3)
+    return play_episodes(problems, engine, sandbox.run_many, tokenizer, config, SEEDS)
 
 
 def test_token_ids_decode_to_the_dialog_and_masks_cover_exactly_the_replies(
@@ -201,7 +203,7 @@ def test_the_sandbox_runs_one_group_while_the_engine_writes_another(
             return generate(*args)
 
     config = DialogConfig(sampling=SAMPLING, max_turns=3, pipeline_groups=2)
-    play_episodes(slow, TimedEngine(), judge, tokenizer, config, seed=3)
+    play_episodes(slow, TimedEngine(), judge, tokenizer, config, SEEDS)
     overlaps = [(g, j) for g in generate.spans for j in judge.spans if g[0] < j[1] and j[0] < g[1]]
     assert len(generate.spans) >= 4 and overlaps
 
@@ -219,7 +221,7 @@ def test_pipelining_changes_nothing_but_the_timing_with_per_request_seeds(
             sandbox.run_many,
             tokenizer,
             DialogConfig(sampling=SAMPLING, pipeline_groups=groups),
-            seed=9,
+            EpisodeSeeds(9, "train", 1),
         )
         for groups in (1, 3)
     ]

@@ -8,6 +8,7 @@ from transformers import AutoModelForCausalLM
 
 from actors.dialog import DialogConfig
 from actors.generation import EngineConfig, ModelConfig, SamplingConfig
+from actors.seeds import EpisodeSeeds
 from actors.weights import serialize_weights
 from problems.toy import generate_toy
 from sandbox import SandboxConfig
@@ -43,13 +44,13 @@ def test_an_actor_killed_mid_phase_loses_no_dialog(local_ray, quick_tiny_model):
                 killed.append(True)
                 ray.kill(pool.actors[0], no_restart=False)
 
-        rollouts = pool.play(problems, seed=1, on_done=kill_actor_zero_once)
+        rollouts = pool.play(problems, EpisodeSeeds(1, "train", 1), on_done=kill_actor_zero_once)
         assert [r.problem for r in rollouts] == [p.name for p in problems]
         assert all(r.passed and len(r.turns) == 1 for r in rollouts)
         assert pool.stats.actor_failures >= 1
         assert {r.weight_version for r in rollouts} == {5}
         # A second phase, with the restarted actor back in play: it caught up first.
-        again = pool.play(problems, seed=2)
+        again = pool.play(problems, EpisodeSeeds(1, "train", 2))
         assert all(r.passed for r in again)
         assert {r.weight_version for r in again} == {5}
     finally:
@@ -69,7 +70,9 @@ def test_a_worker_behind_the_weights_it_is_sent_catches_up_before_playing(
     )
     model = AutoModelForCausalLM.from_pretrained(quick_tiny_model, dtype=torch.float32)
     reference = ray.put(serialize_weights(model.state_dict()))
-    rollouts = worker.play(generate_toy("valid", 2), seed=0, weights=([reference], 7))
+    rollouts = worker.play(
+        generate_toy("valid", 2), EpisodeSeeds(0, "train", 1), weights=([reference], 7)
+    )
     assert worker.weight_version() == 7
     assert {r.weight_version for r in rollouts} == {7}
     worker.sandbox.close()
@@ -101,6 +104,7 @@ def test_episodes_judged_by_the_ray_sandbox_pool(local_ray, quick_tiny_model):
             pool.run,
             tokenizer,
             DialogConfig(sampling=SamplingConfig(max_new_tokens=8)),
+            EpisodeSeeds(0, "train", 1),
         )
     finally:
         pool.shutdown()
@@ -126,7 +130,7 @@ def test_two_vllm_actors_on_one_host_get_their_own_cores(local_ray, quick_tiny_m
         actor_options=lambda index: {"num_cpus": 1},
     )
     try:
-        rollouts = pool.play(problems, seed=0)
+        rollouts = pool.play(problems, EpisodeSeeds(0, "train", 1))
     finally:
         pool.shutdown()
     assert [r.problem for r in rollouts] == [p.name for p in problems]

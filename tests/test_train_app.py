@@ -80,6 +80,27 @@ def test_two_iterations_leave_every_file(run_dir):
     assert "iter    2" in stdout
 
 
+def test_no_two_replies_of_a_run_share_a_sampling_seed(run_dir):
+    out, _ = run_dir
+    tables = sorted((out / "rollouts").glob("*.parquet"))
+    # Two iterations, and evaluations before training and after each iteration.
+    assert [t.stem for t in tables] == [
+        "eval-000000",
+        "eval-000001",
+        "eval-000002",
+        "iter-000001",
+        "iter-000002",
+    ]
+    seeds = [
+        turn["seed"]
+        for table in tables
+        for row in pq.read_table(table).to_pylist()
+        for turn in row["turns"]
+    ]
+    assert len(seeds) >= 16 * 2 + 6 * 2 * 3  # 68 episodes of at least one turn each
+    assert len(set(seeds)) == len(seeds)
+
+
 def test_the_report_renders_plots_and_dialogs(run_dir):
     out, _ = run_dir
     page = write_report(out).read_text()
