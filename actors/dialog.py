@@ -45,7 +45,8 @@ class DialogConfig:
     sampling: SamplingConfig = field(default_factory=SamplingConfig)
     """Temperature 1.0 and no top-p for training rollouts (the paper)."""
     max_model_len: int = 2048
-    """An episode whose next reply would not fit in this many tokens ends (overflow)."""
+    """Longest dialog in tokens: an episode whose next reply (`sampling.max_new_tokens`)
+    would not fit ends there (overflow), without a feedback turn no reply could follow."""
     pipeline_groups: int = 2
     """Episodes take turns in this many groups: one generates while another is judged."""
 
@@ -62,6 +63,10 @@ class DialogConfig:
             raise ValueError(
                 f"dialog.pipeline_groups must be at least 1, got {self.pipeline_groups}"
             )
+
+    def reply_fits(self, dialog_tokens: int) -> bool:
+        """Whether a whole reply still fits after a dialog of `dialog_tokens` tokens."""
+        return dialog_tokens + self.sampling.max_new_tokens <= self.max_model_len
 
 
 class Episode:
@@ -100,9 +105,14 @@ class Episode:
         self.stopped = completion.finish_reason == "stop"
         self.awaiting_judgement = True
 
-    def add_feedback(self, message: str, tokenizer) -> None:
+    def add_feedback(self, message: str, tokenizer, config: DialogConfig) -> None:
+        """Append the user turn `message`; if no whole reply would fit after it, end the
+        episode instead (overflow), the dialog as it was."""
         text = next_user_turn(tokenizer, message, reply_stopped=self.stopped)
         ids = tokenizer(text, add_special_tokens=False).input_ids
+        if not config.reply_fits(len(self.rollout.token_ids) + len(ids)):
+            self.done = self.rollout.overflow = True
+            return
         self.rollout.token_ids += ids
         self.rollout.trained_mask += [0] * len(ids)
         self.rollout.behaviour_logprobs += [0.0] * len(ids)
@@ -166,10 +176,10 @@ def play_episodes(
 
 
 def _ready_to_generate(group: list[Episode], config: DialogConfig) -> list[Episode]:
-    """The group's episodes that want a reply now; one whose reply would not fit ends."""
-    budget = config.sampling.max_new_tokens
+    """The group's episodes that want a reply now; one whose reply would not fit ends
+    (its prompt alone too long: no reply at all)."""
     for episode in group:
-        if not episode.done and len(episode.rollout.token_ids) + budget > config.max_model_len:
+        if not episode.done and not config.reply_fits(len(episode.rollout.token_ids)):
             episode.done = episode.rollout.overflow = True
     return [e for e in group if not e.done and not e.awaiting_judgement]
 
@@ -183,7 +193,7 @@ def _continue_or_stop(group: list[Episode], tokenizer, config: DialogConfig) -> 
         episode.done = passed or episode.turn >= config.max_turns
     going_on = [e for e in judged if not e.done]
     for episode, message in zip(going_on, _feedback(going_on, config), strict=True):
-        episode.add_feedback(message, tokenizer)
+        episode.add_feedback(message, tokenizer, config)
 
 
 def _judge_turn(live: list[Episode], judge: Judge, config: DialogConfig) -> None:

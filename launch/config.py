@@ -30,19 +30,24 @@ USAGE_ERRORS = (ConfigError, DataError, SandboxConfigError)
 """What a user's config or data got wrong: exit 2 with the message, never a traceback."""
 
 
-def run_entry_point(name: str, body: Callable[[], str]) -> int:
+def run_entry_point(
+    name: str, body: Callable[[], str], record: Callable[[str], None] | None = None
+) -> int:
     """Run an entry point: print the summary `body` returns and exit 0; for a usage error
-    print one line and exit 2; if the sandbox cannot start or the run stopped, exit 1."""
+    print one line and exit 2; if the sandbox cannot start or the run stopped, exit 1.
+    `record` also gets what is printed (a run's log file)."""
     try:
         summary = body()
     except USAGE_ERRORS as exc:
-        print(f"{name}: error: {exc}", file=sys.stderr)
-        return 2
+        status, line, stream = 2, f"{name}: error: {exc}", sys.stderr
     except (SandboxStartError, RunStopped) as exc:
-        print(f"{name}: {exc}", file=sys.stderr)
-        return 1
-    print(summary)
-    return 0
+        status, line, stream = 1, f"{name}: {exc}", sys.stderr
+    else:
+        status, line, stream = 0, summary, sys.stdout
+    print(line, file=stream)
+    if record is not None:
+        record(line)
+    return status
 
 
 def compose_config(config_name: str, overrides: list[str], schema: type) -> object:

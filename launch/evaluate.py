@@ -13,8 +13,10 @@ dialogs and sandbox):
 Prints a table (on toy problems also 1@3 by family), shows a progress bar, and writes
 `eval.out` as JSON: `{"metrics": {...}, "1@3_by_family": {family: {"1@3", "problems"}},
 "problems": [{"name", "samples": [{"turns": [{"valid_code", "public_passed"}],
-"passed"}]}]}`, where `samples` are the 1@3 rollouts, so that 1@3 can be recomputed from
-them; `1@3_by_family` is empty but on toy problems.
+"passed", "overflow"}]}]}`, where `samples` are the 1@3 rollouts, so that 1@3 (and
+`1@3_overflow`, the share of them cut short because the next reply would not fit in
+`engine.max_model_len`) can be recomputed from them; `1@3_by_family` is empty but on toy
+problems.
 """
 
 from __future__ import annotations
@@ -116,6 +118,7 @@ def _sample_record(rollout: Rollout) -> dict:
             for t in rollout.turns
         ],
         "passed": rollout.passed,
+        "overflow": rollout.overflow,
     }
 
 
@@ -168,6 +171,9 @@ def evaluate(config: EvaluateConfig) -> dict:
         )
         scores = [mean_solved([r.passed for r in rollouts]) for rollouts in one_at_three]
         metrics["1@3"] = sum(scores) / len(scores)
+        played = [r for rollouts in one_at_three for r in rollouts]
+        # Dialogs cut short: the next reply would not fit in engine.max_model_len.
+        metrics["1@3_overflow"] = sum(r.overflow for r in played) / len(played)
         metrics["1@3_ci95"] = list(
             bootstrap_interval(scores, config.eval.bootstrap, config.eval.seed)
         )

@@ -95,6 +95,50 @@ class IterationEstimate:
     """All `trainer.iterations`, in hours."""
 
 
+@dataclass(frozen=True)
+class DialogBudget:
+    """What one dialog may take, in tokens, and the KV cache it needs in an engine."""
+
+    max_tokens: int
+    """`dialog.max_model_len`: prompt, replies and feedback turns together."""
+    reply_tokens: int
+    """`dialog.sampling.max_new_tokens`: one reply at most."""
+    model_context: int | None
+    """The model's own context window (`max_position_embeddings`), if known."""
+    kv_bytes_per_dialog: int | None
+    """KV cache of one dialog at full length (None without an architecture)."""
+    dialogs_per_engine: int
+    """Dialogs one engine decodes at once: a chunk's pipeline group."""
+
+    @property
+    def longest_prompt(self) -> int:
+        """The longest first prompt that leaves room for a reply (longer ones are dropped)."""
+        return self.max_tokens - self.reply_tokens
+
+    @property
+    def kv_bytes_per_engine(self) -> int | None:
+        """KV cache of the dialogs one engine decodes at once, all at full length."""
+        if self.kv_bytes_per_dialog is None:
+            return None
+        return self.kv_bytes_per_dialog * self.dialogs_per_engine
+
+
+def dialog_budget(config: TrainConfig, architecture=None) -> DialogBudget:
+    """The dialog's token budget and KV cache under `config` (`architecture`: the
+    model's transformers config, if known)."""
+    dialog = config.dialog
+    per_token = (
+        None if architecture is None else kv_cache_bytes_per_token(architecture, config.model.dtype)
+    )
+    return DialogBudget(
+        max_tokens=dialog.max_model_len,
+        reply_tokens=dialog.sampling.max_new_tokens,
+        model_context=getattr(architecture, "max_position_embeddings", None),
+        kv_bytes_per_dialog=None if per_token is None else per_token * dialog.max_model_len,
+        dialogs_per_engine=math.ceil(config.actors.chunk_size / dialog.pipeline_groups),
+    )
+
+
 SCHEDULE_SUMS = {"sync": "generate + train + sync", "async": "max(generate, train) + sync"}
 """How `iteration_seconds` adds up an iteration, by `trainer.schedule`."""
 
@@ -103,6 +147,8 @@ SCHEDULE_SUMS = {"sync": "generate + train + sync", "async": "max(generate, trai
 class Plan:
     config: TrainConfig
     placement: Placement
+    dialog: DialogBudget
+    """The dialog's token budget and the KV cache it takes."""
     size: ModelSize | None
     """None: no local config.json and no `model.architecture`."""
     learner: LearnerMemory | None
@@ -139,29 +185,46 @@ def count_parameters(module) -> tuple[int, int]:
     return total, largest
 
 
-def model_size(model: ModelConfig) -> ModelSize | None:
-    """The policy's and the value model's sizes, built on the meta device from the model
-    folder's config.json, or from `model.architecture` if there is no folder; None if
-    there is neither."""
+def model_architecture(model: ModelConfig) -> tuple[object, str] | None:
+    """(the transformers config, where it came from) of the model folder's config.json, or
+    of `model.architecture` if there is no folder; None if there is neither."""
+    from transformers import AutoConfig
+
     location = Path(model.location())
     # location() makes an existing local folder absolute; a hub id stays relative.
     config_file = location / "config.json"
     if location.is_absolute() and config_file.is_file():
-        source = str(config_file)
-    elif model.architecture:
-        source = "model.architecture"
-    else:
+        return AutoConfig.from_pretrained(location), str(config_file)
+    if model.architecture:
+        values = dict(model.architecture)
+        return AutoConfig.for_model(values.pop("model_type"), **values), "model.architecture"
+    return None
+
+
+def kv_cache_bytes_per_token(architecture, dtype: str) -> int:
+    """Bytes of KV cache one token takes in an engine: keys and values of every layer's
+    key/value heads, in `dtype`."""
+    head_dim = getattr(architecture, "head_dim", None) or (
+        architecture.hidden_size // architecture.num_attention_heads
+    )
+    kv_heads = getattr(architecture, "num_key_value_heads", None) or (
+        architecture.num_attention_heads
+    )
+    return 2 * architecture.num_hidden_layers * kv_heads * head_dim * DTYPE_BYTES[dtype]
+
+
+def model_size(model: ModelConfig) -> ModelSize | None:
+    """The policy's and the value model's sizes, built on the meta device from
+    `model_architecture`; None without one."""
+    found = model_architecture(model)
+    if found is None:
         return None
     import torch
-    from transformers import AutoConfig, AutoModel, AutoModelForCausalLM
+    from transformers import AutoModel, AutoModelForCausalLM
 
     from learner.value_model import ValueModel
 
-    if source == "model.architecture":
-        values = dict(model.architecture)
-        architecture = AutoConfig.for_model(values.pop("model_type"), **values)
-    else:
-        architecture = AutoConfig.from_pretrained(location)
+    architecture, source = found
     with torch.device("meta"):
         policy = AutoModelForCausalLM.from_config(architecture)
         value = ValueModel(AutoModel.from_config(architecture), architecture.hidden_size)
@@ -292,13 +355,16 @@ def make_plan(config: TrainConfig) -> Plan:
         actors.gpus_per_inference,
         config.cluster.gpus_per_node,
     )
+    found = model_architecture(config.model)
+    budget = dialog_budget(config, None if found is None else found[0])
     size = model_size(config.model)
     if size is None:
-        return Plan(config, where, None, None, None, None)
+        return Plan(config, where, budget, None, None, None, None)
     learner_dtype = learner.dtype if learner.device == "cuda" else "float32"
     return Plan(
         config=config,
         placement=where,
+        dialog=budget,
         size=size,
         learner=learner_memory(
             size, learner.num_ranks, learner.zero_stage, DTYPE_BYTES[learner_dtype]
@@ -308,6 +374,31 @@ def make_plan(config: TrainConfig) -> Plan:
         / config.engine.tensor_parallel_size,
         iteration=estimate_iteration(config, size),
     )
+
+
+def dialog_lines(budget: DialogBudget, config: TrainConfig) -> list[str]:
+    """The dry run's lines on the dialog's length and the engines' KV cache."""
+    context = f"; the model's context is {budget.model_context:,}" if budget.model_context else ""
+    lines = [
+        f"dialog: up to {budget.max_tokens:,} tokens (dialog.max_model_len{context}), "
+        f"{config.dialog.max_turns} replies of up to {budget.reply_tokens:,} "
+        f"(dialog.sampling.max_new_tokens); first prompts over {budget.longest_prompt:,} "
+        "tokens are dropped from training",
+    ]
+    if budget.kv_bytes_per_engine is not None:
+        engine = config.engine
+        room = (
+            f"engine.kv_cache_gib={engine.kv_cache_gib}"
+            if engine.device == "cpu"
+            else f"vLLM sizes it from engine.gpu_memory_utilization={engine.gpu_memory_utilization}"
+        )
+        lines.append(
+            f"  KV cache {budget.kv_bytes_per_dialog / GIB:.2f} GiB per dialog at full length; "
+            f"{budget.dialogs_per_engine} at once per engine (chunks of "
+            f"{config.actors.chunk_size} in {config.dialog.pipeline_groups} pipeline groups): "
+            f"{budget.kv_bytes_per_engine / GIB:.2f} GiB ({room})"
+        )
+    return lines
 
 
 def format_plan(plan: Plan) -> str:
@@ -344,6 +435,7 @@ def format_plan(plan: Plan) -> str:
         f"{actors.num_sandbox * actors.cpus_per_sandbox:g} sandbox "
         f"({actors.cpus_per_sandbox:g} per sandbox actor)",
     ]
+    lines += dialog_lines(plan.dialog, config)
     size = plan.size
     if size is None:
         lines.append(

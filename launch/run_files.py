@@ -3,18 +3,24 @@
 - `metrics.jsonl`: one JSON object per iteration (appended, flushed: a crash keeps every
   finished iteration);
 - `tensorboard/`: the same scalars as TensorBoard event files;
-- `rollouts/iter-NNNNNN.parquet`: every rollout of the iteration, one row each.
+- `rollouts/iter-NNNNNN.parquet`: every rollout of the iteration, one row each;
+- `rollouts/eval-NNNNNN.parquet`: the 1@3 rollouts of the evaluation after iteration N
+  (0: before training);
+- `train.log`: the run's own lines, timestamped (Hydra's log lines go there too).
 """
 
 from __future__ import annotations
 
 import json
 import math
+import sys
+import time
 from pathlib import Path
 
 from actors.rollout import Rollout
 from learner.algo import NO_CODE_PENALTY
 
+LOG_FILE = "train.log"
 METRICS_FILE = "metrics.jsonl"
 ROLLOUTS_DIR = "rollouts"
 TENSORBOARD_DIR = "tensorboard"
@@ -75,6 +81,30 @@ def rollout_table(rollouts: list[Rollout], iteration: int):
         ),
     }
     return pa.table(columns)
+
+
+class RunLog:
+    """The run's own lines (the data loaded, every iteration's summary, why it stopped):
+    on the terminal, above the progress bar, and appended to the run folder's
+    `train.log` with the time."""
+
+    def __init__(self, directory: str | Path) -> None:
+        self.path = Path(directory) / LOG_FILE
+
+    def __call__(self, line: str) -> None:
+        """Print `line` and keep it in the log."""
+        from tqdm import tqdm
+
+        tqdm.write(line)
+        sys.stdout.flush()  # a Ray job's log follows the driver's stdout as it comes
+        self.record(line)
+
+    def record(self, line: str) -> None:
+        """Keep `line` (which went to the terminal another way) in the log only."""
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        stamp = time.strftime("%Y-%m-%d %H:%M:%S")
+        with self.path.open("a") as handle:
+            handle.writelines(f"[{stamp}] {part}\n" for part in line.splitlines())
 
 
 class RunFiles:

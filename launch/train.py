@@ -41,8 +41,21 @@ from actors.seeds import EpisodeSeeds
 from launch.chaos import ChaosMonkey
 from launch.config import CONF_DIR, ConfigError, RunStopped, run_entry_point
 from launch.plan import format_plan, make_plan
-from launch.run_files import RunFiles, read_eval_before, read_metrics, write_eval_before
-from launch.train_config import SCHEDULES, TrainConfig
+from launch.run_files import (
+    RunFiles,
+    RunLog,
+    read_eval_before,
+    read_metrics,
+    write_eval_before,
+)
+from launch.train_config import (
+    SCHEDULES,
+    TrainConfig,
+    cpu_reservations,
+    cpus_reserved,
+    with_cpus_scaled,
+)
+from learner.config import LearnerConfig
 from problems import Problem
 from problems.sources import load_problems
 
@@ -105,6 +118,7 @@ def check_config(config: TrainConfig) -> None:
             f"(got {sampling.temperature} and {sampling.top_p}): the learner takes the engine's "
             "log-probs as the policy's, in the PPO ratio and the KL penalty"
         )
+    check_dialog_length(config)
     if config.actors.num_inference < 1 or config.actors.num_sandbox < 0:
         raise ConfigError("actors.num_inference must be >= 1 and actors.num_sandbox >= 0")
     if config.chaos.problems():
@@ -113,6 +127,49 @@ def check_config(config: TrainConfig) -> None:
         config.learner.check()
     except LearnerConfigError as exc:
         raise ConfigError(str(exc)) from exc
+
+
+def check_dialog_length(config: TrainConfig) -> None:
+    """Raise `ConfigError` where a dialog of `dialog.max_model_len` tokens cannot be
+    played or trained: longer than the model's context, than the engine takes, than its
+    CPU KV cache holds, than a learner micro-batch; or a reply budget that fills it."""
+    from launch.plan import dialog_budget, model_architecture
+
+    dialog, engine = config.dialog, config.engine
+    found = model_architecture(config.model)
+    budget = dialog_budget(config, None if found is None else found[0])
+    length = f"dialog.max_model_len={dialog.max_model_len}"
+    if dialog.sampling.max_new_tokens < 1:
+        raise ConfigError(
+            f"dialog.sampling.max_new_tokens must be >= 1, got {dialog.sampling.max_new_tokens}"
+        )
+    if budget.longest_prompt < 1:
+        raise ConfigError(
+            f"dialog.sampling.max_new_tokens={dialog.sampling.max_new_tokens} leaves no room "
+            f"for a prompt in {length}"
+        )
+    if budget.model_context is not None and dialog.max_model_len > budget.model_context:
+        raise ConfigError(
+            f"{length} is longer than the model's context ({budget.model_context} tokens, "
+            "max_position_embeddings of its config)"
+        )
+    if engine.max_model_len < dialog.max_model_len:
+        raise ConfigError(
+            f"engine.max_model_len={engine.max_model_len} is shorter than {length}: the "
+            "engine would refuse a dialog's last turns (leave engine.max_model_len unset: it "
+            "follows dialog.max_model_len)"
+        )
+    if config.learner.micro_batch_tokens < dialog.max_model_len:
+        raise ConfigError(
+            f"learner.micro_batch_tokens={config.learner.micro_batch_tokens} cannot hold one "
+            f"whole dialog of {length}"
+        )
+    kv_bytes = budget.kv_bytes_per_dialog
+    if engine.device == "cpu" and kv_bytes is not None and kv_bytes > engine.kv_cache_gib * 2**30:
+        raise ConfigError(
+            f"engine.kv_cache_gib={engine.kv_cache_gib} cannot hold one dialog of {length} "
+            f"({kv_bytes / 2**30:.2f} GiB of KV cache): raise engine.kv_cache_gib"
+        )
 
 
 class ProblemStream:
@@ -221,6 +278,24 @@ class Producer:
             self.error = exc
 
 
+def trainable_rollouts(
+    rollouts: list[Rollout], learner: LearnerConfig, iteration: int
+) -> list[Rollout]:
+    """The rollouts with at least one reply: one without (its prompt filled the context)
+    has nothing to train on and is left out (counted as `rollouts_without_reply`).
+    `RunStopped` if too few are left for `learner` to update on."""
+    trainable = [rollout for rollout in rollouts if rollout.turns]
+    needed = learner.num_ranks * learner.updates_per_iteration
+    if len(trainable) < needed:
+        raise RunStopped(
+            f"iteration {iteration}: only {len(trainable)} of {len(rollouts)} rollouts have "
+            f"a reply, fewer than the {needed} that learner.num_ranks x "
+            "learner.updates_per_iteration need; the prompts leave no room for a reply in "
+            "dialog.max_model_len: raise it or lower dialog.sampling.max_new_tokens"
+        )
+    return trainable
+
+
 def iteration_metrics(iteration: int, rollouts: list[Rollout], train: dict, max_turns: int) -> dict:
     """The iteration's line of `metrics.jsonl` (times are added by the loop)."""
     updates = train["updates"]
@@ -235,12 +310,19 @@ def iteration_metrics(iteration: int, rollouts: list[Rollout], train: dict, max_
         "solve_rate": sum(r.passed for r in rollouts) / len(rollouts),
         **turn_solve_rates(rollouts, max_turns),
         "turns_mean": statistics.mean(len(r.turns) for r in rollouts),
+        "overflow_rate": sum(r.overflow for r in rollouts) / len(rollouts),
+        "rollouts_without_reply": sum(not r.turns for r in rollouts),
         "valid_code_rate": statistics.mean(t.code is not None for r in rollouts for t in r.turns),
         "kl_ref": train["kl_ref"],
+        "kl_ref_stderr": train["kl_ref_stderr"],
         "policy_loss": statistics.mean(u["policy_loss"] for u in updates),
         "value_loss": statistics.mean(u["value_loss"] for u in updates),
         "clip_fraction": statistics.mean(u["clip_fraction"] for u in updates),
         "approx_kl_behaviour": statistics.mean(u["approx_kl_behaviour"] for u in updates),
+        # The first update's policy is the one that sampled (sync schedule): its log-probs
+        # differ from the engine's by numerics only, unless the weights did not arrive.
+        "log_ratio_max_first_update": updates[0]["log_ratio_max"],
+        "log_ratio_max": max(u["log_ratio_max"] for u in updates),
         "entropy": statistics.mean(u["entropy"] for u in updates),
         "grad_norm": statistics.mean(u["grad_norm"] for u in updates),
         "lr": updates[-1]["lr"],
@@ -253,19 +335,34 @@ def iteration_metrics(iteration: int, rollouts: list[Rollout], train: dict, max_
     }
 
 
-def _load(data) -> list[Problem]:
-    """The split's problems; rows that cannot be parsed are skipped, counted and said."""
+def _load(data, tokenizer, dialog: DialogConfig, drop_unfit: bool, say) -> list[Problem]:
+    """The split's problems; rows that cannot be parsed are skipped, counted and said.
+    A problem whose first prompt leaves no room for a whole reply in
+    `dialog.max_model_len` would play no turn: dropped from training (`drop_unfit`),
+    kept in an evaluation, where it counts as unsolved; `say` tells either way."""
+    from problems.prompts import first_turn_lengths
+
     source = load_problems(data)
     problems = list(source)
-    skipped = sum(source.dropped.values())
+    fits = [dialog.reply_fits(length) for length in first_turn_lengths(tokenizer, problems)]
+    unfit = fits.count(False)
+    if drop_unfit:
+        problems = [problem for problem, fit in zip(problems, fits, strict=True) if fit]
     line = f"train: {data.source} {data.split}: {len(problems)} problems"
+    skipped = sum(source.dropped.values())
     if skipped:
         reasons = Counter()
         for reason, count in source.dropped.items():
             reasons[reason.partition(":")[0]] += count  # `malformed: <field>` -> malformed
         listed = ", ".join(f"{reason}: {count}" for reason, count in sorted(reasons.items()))
         line += f", {skipped} rows skipped ({listed})"
-    print(line, flush=True)
+    if unfit:
+        line += (
+            f", {unfit} {'dropped' if drop_unfit else 'unsolvable'} (prompt too long: "
+            f"no room for a {dialog.sampling.max_new_tokens}-token reply in "
+            f"dialog.max_model_len={dialog.max_model_len})"
+        )
+    say(line)
     return problems
 
 
@@ -277,6 +374,7 @@ class Trainer:
         self.config = config
         self.run_dir = Path(config.run.dir)
         self.run_dir.mkdir(parents=True, exist_ok=True)
+        self.say = RunLog(self.run_dir)
         if config.run.resume:
             from learner import checkpoint
 
@@ -287,11 +385,14 @@ class Trainer:
                 raise ConfigError(
                     f"run.resume=true, but {self.run_dir} holds no complete checkpoint to resume"
                 )
-        data = config.data
-        self.train_problems = _load(replace(data, split="train"))
-        self.valid_problems = _load(
-            replace(data, split=config.eval.split, limit=config.eval.problems)
-        )
+        from transformers import AutoTokenizer
+
+        data, dialog = config.data, config.dialog
+        tokenizer = AutoTokenizer.from_pretrained(config.model.location())
+        train = replace(data, split="train")
+        self.train_problems = _load(train, tokenizer, dialog, True, self.say)
+        split = replace(data, split=config.eval.split, limit=config.eval.problems)
+        self.valid_problems = _load(split, tokenizer, dialog, False, self.say)
 
     def _start_actors(self) -> None:
         import ray
@@ -312,6 +413,7 @@ class Trainer:
                 include_dashboard=False,
                 log_to_driver=False,
             )
+        self.config = config = self._fit_to_cluster(config)
         actors = config.actors
         # Held for the run: Ray ends a (named) actor once no handle refers to it.
         self.sandboxes = None
@@ -344,6 +446,35 @@ class Trainer:
             capacity, max(config.trainer.max_staleness, ahead)
         )
 
+    def _fit_to_cluster(self, config: TrainConfig) -> TrainConfig:
+        """The config, its actors' CPU reservations fitted to the Ray cluster found: on
+        `cluster=local` (a laptop's or a small head's defaults) scaled down to the CPUs
+        the cluster has; elsewhere kept, with a line if the cluster lacks them now (an
+        autoscaler may add nodes; the learner's placement gives up after a while)."""
+        import ray
+
+        offered = ray.cluster_resources().get("CPU", 0.0)
+        needed = cpus_reserved(config)
+        if needed <= offered:
+            return config
+        listed = ", ".join(
+            f"{kind} {count} x {each:g}"
+            for kind, (count, each) in cpu_reservations(config).items()
+            if count
+        )
+        if config.cluster.name != "local":
+            self.say(
+                f"train: the Ray cluster has {offered:g} CPUs now and this run reserves "
+                f"{needed:g} ({listed}): it waits for more nodes, or lower "
+                "learner.cpus_per_rank, actors.cpus_per_inference, actors.cpus_per_sandbox"
+            )
+            return config
+        self.say(
+            f"train: the Ray cluster has {offered:g} CPUs and this run reserves {needed:g} "
+            f"({listed}): cluster=local scales each reservation by {offered / needed:.2f}"
+        )
+        return with_cpus_scaled(config, offered / needed)
+
     def run(self) -> str:
         """Train; the closing summary."""
         import ray
@@ -365,7 +496,7 @@ class Trainer:
         else:
             first, (before, before_turns) = 1, self._evaluate(0, files)
             write_eval_before(self.run_dir, before, before_turns)
-        print(f"train: 1@3 on {config.eval.split} before training: {100 * before:.1f}%", flush=True)
+        self.say(f"train: 1@3 on {config.eval.split} before training: {100 * before:.1f}%")
         evaluations = {0: before} | {
             m["iteration"]: m["eval_1at3"] for m in read_metrics(self.run_dir) if "eval_1at3" in m
         }
@@ -380,7 +511,7 @@ class Trainer:
         last = {}
         stop = StopRequest()
         live = TrainerMetrics()
-        chaos = ChaosMonkey(config.chaos, self._actor_names, tqdm.write)
+        chaos = ChaosMonkey(config.chaos, self._actor_names, self.say)
         try:
             for iteration in progress:
                 started = time.perf_counter()
@@ -389,7 +520,8 @@ class Trainer:
                 data_position = producer.positions.pop(iteration)
                 waited = time.perf_counter() - started
                 try:
-                    train = self.group.train(rollouts, iteration)
+                    trainable = trainable_rollouts(rollouts, config.learner, iteration)
+                    train = self.group.train(trainable, iteration)
                     sync = self.group.sync_weights(self.pool, iteration)
                 except LearnerRankDied as exc:
                     raise RunStopped(self._how_to_resume(exc)) from exc
@@ -429,9 +561,9 @@ class Trainer:
                 progress.set_postfix(
                     reward=f"{metrics['reward_mean']:.2f}", solve=f"{metrics['solve_rate']:.2f}"
                 )
-                tqdm.write(summary_line(metrics))
+                self.say(summary_line(metrics))
                 if stop.requested:
-                    tqdm.write(
+                    self.say(
                         f"train: stopped by {stop.requested} after iteration {iteration}, "
                         "checkpoint written; run.resume=true continues"
                     )
@@ -464,7 +596,7 @@ class Trainer:
         self.group.sync_weights(self.pool, done)
         producer.learner_at(done)
         ray.get(self.queue.set_learner_version.remote(done))
-        print(f"train: resumed from {path} (iteration {done})", flush=True)
+        self.say(f"train: resumed from {path} (iteration {done})")
         return done + 1
 
     def _actor_names(self) -> list[str]:
@@ -521,6 +653,7 @@ def summary_line(metrics: dict) -> str:
     line = (
         f"iter {metrics['iteration']:>4}  reward {metrics['reward_mean']:+.3f}  "
         f"solve {100 * metrics['solve_rate']:5.1f}%  turns {metrics['turns_mean']:.2f}  "
+        f"overflow {100 * metrics['overflow_rate']:.1f}%  "
         f"kl_ref {metrics['kl_ref']:.4f}  generate {metrics['time_generate_s']:.1f}s  "
         f"train {metrics['time_train_s']:.1f}s  sync {metrics['time_sync_s']:.2f}s"
     )
@@ -556,7 +689,8 @@ def main(cfg) -> None:
         return
     Path(config.run.dir).mkdir(parents=True, exist_ok=True)
     OmegaConf.save(cfg, Path(config.run.dir) / "config.yaml", resolve=True)
-    status = run_entry_point("train", lambda: Trainer(config).run())
+    log = RunLog(config.run.dir)
+    status = run_entry_point("train", lambda: Trainer(config).run(), log.record)
     if status:
         sys.exit(status)
 

@@ -4,7 +4,8 @@ documented where it is declared. Defaults are the paper's (Gehring et al. 2025, 
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+import math
+from dataclasses import dataclass, field, replace
 
 from actors.dialog import DialogConfig
 from actors.generation import EngineConfig, ModelConfig
@@ -127,3 +128,35 @@ class TrainConfig:
     dry_run: bool = False
     """Print the plan (placement, model size, memory per GPU, tokens and time per
     iteration; `launch/plan.py`) and exit: no run folder, no model check, no Ray."""
+
+
+def cpu_reservations(config: TrainConfig) -> dict[str, tuple[int, float]]:
+    """The logical CPUs the run's actors reserve on Ray, by kind: (actors, CPUs each)."""
+    return {
+        "learner": (config.learner.num_ranks, config.learner.cpus_per_rank),
+        "inference": (config.actors.num_inference, config.actors.cpus_per_inference),
+        "sandbox": (config.actors.num_sandbox, config.actors.cpus_per_sandbox),
+    }
+
+
+def cpus_reserved(config: TrainConfig) -> float:
+    """All of `cpu_reservations`, added up."""
+    return sum(count * each for count, each in cpu_reservations(config).values())
+
+
+def with_cpus_scaled(config: TrainConfig, factor: float) -> TrainConfig:
+    """`config` with every actor's CPU reservation times `factor`, rounded down to Ray's
+    resolution (1e-4), so that the scaled reservations fit what they were scaled to."""
+
+    def scaled(cpus: float) -> float:
+        return math.floor(cpus * factor * 10_000) / 10_000
+
+    return replace(
+        config,
+        learner=replace(config.learner, cpus_per_rank=scaled(config.learner.cpus_per_rank)),
+        actors=replace(
+            config.actors,
+            cpus_per_inference=scaled(config.actors.cpus_per_inference),
+            cpus_per_sandbox=scaled(config.actors.cpus_per_sandbox),
+        ),
+    )

@@ -70,6 +70,12 @@ def first_turn_ids(tokenizer, problem: Problem) -> list[int]:
     )
 
 
+def first_turn_lengths(tokenizer, problems: list[Problem]) -> list[int]:
+    """`len(first_turn_ids(tokenizer, problem))` of each problem, tokenized in one batch."""
+    texts = [render_first_turn(tokenizer, problem) for problem in problems]
+    return [len(ids) for ids in tokenizer(texts, add_special_tokens=False).input_ids]
+
+
 def code_blocks(reply: str) -> list[tuple[str, str]]:
     """Every fenced block in `reply` as (language tag, code), in order.
 

@@ -158,9 +158,32 @@ def test_a_context_overflow_ends_the_episode_cleanly(problems, engine, sandbox, 
         tokenizer,
         max_model_len=prompt_length + SAMPLING.max_new_tokens + 5,
     )
-    assert rollouts[0].overflow
-    assert len(rollouts[0].turns) == 1
-    assert not rollouts[0].passed
+    [rollout] = rollouts
+    assert rollout.overflow
+    assert len(rollout.turns) == 1
+    assert not rollout.passed
+    # No feedback turn that no reply could follow: the dialog ends with the reply.
+    assert rollout.turns[0].feedback == ""
+    assert rollout.trained_mask[-1] == 1
+    assert len(rollout.token_ids) <= prompt_length + SAMPLING.max_new_tokens
+
+
+def test_a_prompt_that_leaves_no_room_for_a_reply_plays_no_turn(
+    problems, engine, sandbox, tokenizer
+):
+    prompt_length = len(
+        tokenizer(render_first_turn(tokenizer, problems[0]), add_special_tokens=False).input_ids
+    )
+    config = DialogConfig(sampling=SAMPLING, max_model_len=prompt_length + SAMPLING.max_new_tokens)
+    assert config.reply_fits(prompt_length) and not config.reply_fits(prompt_length + 1)
+    rollouts = play(
+        problems[:2],
+        engine,
+        sandbox,
+        tokenizer,
+        max_model_len=prompt_length + SAMPLING.max_new_tokens - 1,
+    )
+    assert rollouts[0].overflow and rollouts[0].turns == [] and not rollouts[0].passed
 
 
 def test_replies_without_code_get_the_no_code_feedback(problems, engine, sandbox, tokenizer):

@@ -110,6 +110,22 @@ def test_model_states_are_deepspeeds_estimate(paper):
     assert weights == f"{2 * policy / tensor_parallel / GIB:.2f}"
 
 
+def test_the_paper_dialog_holds_three_turns_and_its_kv_cache_is_counted(paper):
+    size, stdout, *_ = paper
+    assert (
+        "dialog: up to 8,192 tokens (dialog.max_model_len; the model's context is 131,072), "
+        "3 replies of up to 1,024 (dialog.sampling.max_new_tokens); first prompts over "
+        "7,168 tokens are dropped from training"
+    ) in stdout
+    # Llama 3.1 (8B and 70B alike: 8 key/value heads of 128) in bf16: 2 x layers x 8 x 128
+    # x 2 bytes per token; chunks of 4 dialogs in 2 pipeline groups: 2 at once.
+    layers = {"8b": 32, "70b": 80}[size]
+    per_dialog = 2 * layers * 8 * 128 * 2 * 8192
+    assert _number(r"KV cache ([\d.]+) GiB per dialog", stdout) == round(per_dialog / GIB, 2)
+    assert "2 at once per engine (chunks of 4 in 2 pipeline groups): " in stdout
+    assert _number(r"pipeline groups\): ([\d.]+) GiB", stdout) == round(2 * per_dialog / GIB, 2)
+
+
 def test_a_dry_run_starts_nothing_and_writes_no_run_folder(paper):
     _, stdout, seconds, out, stderr = paper
     assert seconds < 60
@@ -124,6 +140,12 @@ def test_the_local_layout_plans_cpus(tmp_path):
     done, _ = _dry_run([], tmp_path)
     assert _number(r"^  total +(\d+) GPUs", done.stdout) == 0
     assert "CPU only" in done.stdout and "2 ranks on CPU" in done.stdout
+    # The tiny Llama in float32: 2 x 4 layers x 4 heads x 64 x 4 bytes x 2048 tokens = 16 MiB.
+    assert "dialog: up to 2,048 tokens (dialog.max_model_len; the model's context is 2,048)" in (
+        done.stdout
+    )
+    assert "KV cache 0.02 GiB per dialog" in done.stdout
+    assert "(engine.kv_cache_gib=1)" in done.stdout
     assert not (tmp_path / "run").exists()
 
 

@@ -45,6 +45,10 @@ def test_evaluate_writes_samples_that_recompute_the_metrics(
     low, high = metrics["1@3_ci95"]
     assert 0 <= low <= metrics["1@3"] <= high <= 1
     assert 0 <= metrics["10@6"] <= 1
+    samples = [sample for problem in problems for sample in problem["samples"]]
+    assert metrics["1@3_overflow"] == pytest.approx(
+        sum(s["overflow"] for s in samples) / len(samples)
+    )
     # 1@3 by family: each family's problems' mean, from the same samples.
     by_family = {}
     for problem, score in zip(problems, per_problem, strict=True):

@@ -86,15 +86,24 @@ def test_a_dead_learner_rank_is_named_and_the_run_resumes(quick_tiny_model, tmp_
         assert table.column("problem").to_pylist() == expected[iteration - 1]
 
 
-def test_unparseable_data_rows_are_skipped_and_counted(quick_tiny_model, tmp_path):
+def test_unparseable_rows_and_prompts_too_long_are_skipped_and_counted(quick_tiny_model, tmp_path):
     rows = [code_contests_row(f"good_{i}") for i in range(8)]
     rows.insert(3, {**code_contests_row("no_name"), "name": None})
     rows.insert(5, code_contests_row("null_tests", private_tests=None))
+    # Statements whose prompt leaves no room for a reply in the 1024-token dialogs.
+    long_statement = "Print the sum of two integers, and read the story first: " + (
+        "once upon a time a very long statement went on and on. " * 120
+    )
+    rows.insert(1, code_contests_row("long_one", description=long_statement))
+    rows.append(code_contests_row("long_two", description=long_statement))
     write_code_contests_shards(
         tmp_path / "data",
         {
             "train-00000-of-00001.parquet": rows,
-            "valid-00000-of-00001.parquet": [code_contests_row("valid_one")],
+            "valid-00000-of-00001.parquet": [
+                code_contests_row("valid_one"),
+                code_contests_row("valid_long", description=long_statement),
+            ],
         },
     )
     done = train_small(
@@ -106,9 +115,16 @@ def test_unparseable_data_rows_are_skipped_and_counted(quick_tiny_model, tmp_pat
         "trainer.iterations=1",
         "trainer.rollouts_per_iteration=8",
     )
-    assert "code_contests train: 8 problems, 2 rows skipped (malformed: 2)" in done.stdout
+    assert (
+        "code_contests train: 8 problems, 2 rows skipped (malformed: 2), 2 dropped (prompt "
+        "too long: no room for a 32-token reply in dialog.max_model_len=1024)"
+    ) in done.stdout
+    # An evaluation keeps such a problem: it counts as unsolved.
+    assert "code_contests valid: 2 problems, 1 unsolvable (prompt too long" in done.stdout
     [metrics] = _metrics(tmp_path / "run")
-    assert metrics["rollouts"] == 8
+    assert metrics["rollouts"] == 8 and metrics["rollouts_without_reply"] == 0
+    table = pq.read_table(tmp_path / "run" / "rollouts" / "iter-000001.parquet")
+    assert not {"long_one", "long_two"} & set(table.column("problem").to_pylist())
 
 
 def test_an_unknown_chaos_target_is_named(tmp_path):

@@ -1,5 +1,7 @@
 """Prompt templates, chat-template rendering, and code extraction from replies."""
 
+import dataclasses
+
 import pytest
 
 from problems import Problem
@@ -76,6 +78,22 @@ def test_first_turn_goes_through_the_chat_template(chat_tokenizer):
     assert render_first_turn(chat_tokenizer, problem) == (
         f"<|user|>\n{user_message(problem)}<|end|>\n<|assistant|>\n"
     )
+
+
+def test_first_turn_lengths_in_one_batch_are_the_first_turn_ids_lengths():
+    from pathlib import Path
+
+    from transformers import AutoTokenizer
+
+    from problems.prompts import first_turn_ids, first_turn_lengths
+    from problems.toy import generate_toy
+
+    tokenizer = AutoTokenizer.from_pretrained(Path(__file__).parents[1] / "artifacts" / "tiny")
+    problems = generate_toy("valid", 12)
+    long = dataclasses.replace(problems[0], statement=problems[0].statement * 40)
+    lengths = first_turn_lengths(tokenizer, [*problems, long])
+    assert lengths == [len(first_turn_ids(tokenizer, p)) for p in [*problems, long]]
+    assert lengths[-1] > 10 * lengths[0]
 
 
 def test_reply_prefix_is_prefilled_after_the_generation_prompt(chat_tokenizer):

@@ -1,8 +1,9 @@
 """Submitting the training app to a Ray cluster (`launch/submit.sh`): a head of its own
 (temp dir, ports, token; the dashboard on 127.0.0.1; token authentication on, as Ray 2.60
 turns it on when `ray start --head` finds a token) refuses a submission without the
-right token, and runs a one-iteration tiny job whose log has the iteration's summary
-line while its actors' `rlef_` metrics show on the head's Prometheus endpoint."""
+right token, and runs the default job (shortened to one iteration) whose log has the
+iteration's summary line while its actors' `rlef_` metrics show on the head's Prometheus
+endpoint."""
 
 from __future__ import annotations
 
@@ -117,7 +118,8 @@ def head():
         f"--runtime-env-agent-port={runtime_env}", f"--ray-client-server-port={client}",
         f"--node-manager-port={node}", f"--object-manager-port={objects}",
         "--min-worker-port=0", "--max-worker-port=0",
-        "--num-cpus=4", f"--temp-dir={temp_dir}", "--disable-usage-stats",
+        # A 2-core head's own count: fewer CPUs than the default job's actors reserve.
+        "--num-cpus=2", f"--temp-dir={temp_dir}", "--disable-usage-stats",
     ]  # fmt: skip
     log = Path(temp_dir) / "ray_start.log"
     with log.open("w") as out:
@@ -195,17 +197,15 @@ def _scrape(url: str) -> set[str]:
 
 
 @pytest.mark.slow
-def test_a_submitted_job_trains_and_exports_metrics(head, quick_tiny_model, tmp_path):
+def test_the_default_job_as_submitted_trains_and_exports_metrics(head, tmp_path):
+    # The default config, shortened: its model is the shipped one, which must travel with
+    # the job's working directory (a relative model.path, read on the cluster).
     done = _submit(
         head.env,
-        f"model.path={quick_tiny_model}",
         f"run.dir={tmp_path / 'run'}",
         "trainer.iterations=1",
         "trainer.rollouts_per_iteration=8",
         "dialog.sampling.max_new_tokens=32",
-        "dialog.max_model_len=1024",
-        "engine.max_model_len=1024",
-        "learner.micro_batch_tokens=2048",
         "eval.problems=4",
         "eval.rollouts=1",
         "run.report=false",
@@ -242,6 +242,8 @@ def test_a_submitted_job_trains_and_exports_metrics(head, quick_tiny_model, tmp_
         pytest.fail(f"job {job_id} is {status}:\n{logs[-5000:]}")
     assert re.search(r"iter\s+1\s+reward", logs), logs[-3000:]  # the summary line
     assert "train: done, 1 iterations" in logs
+    # The head offers 2 CPUs, the default actors reserve 3: fitted, not left waiting.
+    assert "the Ray cluster has 2 CPUs and this run reserves 3" in logs, logs[-3000:]
     assert (tmp_path / "run" / "metrics.jsonl").exists()
     # Every metric a run without faults records (restarts and drops need faults; the
     # quick tiny model writes no code, so the sandbox's are checked below).

@@ -94,3 +94,44 @@ def test_training_samples_at_temperature_one_without_top_p(quick_tiny_model, ove
     wrong = _train([model, f"dialog.sampling.{override}"])
     with pytest.raises(ConfigError, match="dialog.sampling.temperature and dialog.sampling.top_p"):
         check_config(wrong)
+
+
+def test_the_engine_takes_the_dialogs_length():
+    assert _train([]).engine.max_model_len == 2048
+    assert _train(["dialog.max_model_len=1536"]).engine.max_model_len == 1536
+
+
+@pytest.mark.parametrize(
+    ("override", "message"),
+    [
+        ("engine.max_model_len=1024", "engine.max_model_len=1024 is shorter than"),
+        ("dialog.max_model_len=4096", "longer than the model's context (2048 tokens"),
+        ("learner.micro_batch_tokens=1024", "learner.micro_batch_tokens=1024 cannot hold"),
+        ("engine.kv_cache_gib=0", "engine.kv_cache_gib=0 cannot hold one dialog"),
+        ("dialog.sampling.max_new_tokens=2048", "leaves no room for a prompt"),
+        ("dialog.sampling.max_new_tokens=0", "dialog.sampling.max_new_tokens must be >= 1"),
+    ],
+)
+def test_a_dialog_that_cannot_be_played_or_trained_is_refused(override, message):
+    from launch.train import check_config
+
+    config = _train([override])  # the shipped tiny model: a context of 2048 tokens
+    with pytest.raises(ConfigError, match=message.replace("(", r"\(")):
+        check_config(config)
+
+
+def test_cpu_reservations_scaled_to_fit_a_smaller_cluster():
+    from launch.train_config import cpu_reservations, cpus_reserved, with_cpus_scaled
+
+    config = _train(["actors.num_sandbox=1", "actors.cpus_per_sandbox=0.5"])
+    # 2 learner ranks x 1 + 1 inference actor x 1 + 1 sandbox actor x 0.5
+    assert cpu_reservations(config) == {
+        "learner": (2, 1),
+        "inference": (1, 1),
+        "sandbox": (1, 0.5),
+    }
+    assert cpus_reserved(config) == 3.5
+    scaled = with_cpus_scaled(config, 2 / 3.5)
+    assert cpus_reserved(scaled) <= 2 < cpus_reserved(scaled) + 1e-3
+    assert scaled.learner.cpus_per_rank == 0.5714 and scaled.actors.cpus_per_sandbox == 0.2857
+    assert config.learner.cpus_per_rank == 1  # the original is left as it was
