@@ -88,7 +88,8 @@ def _stop(process: subprocess.Popen, temp_dir: str) -> None:
 
     try:
         os.killpg(process.pid, signal.SIGTERM)
-        process.wait(timeout=30)
+        # `ray start --block` did not end within 30 s of SIGTERM: a short grace, then SIGKILL.
+        process.wait(timeout=5)
     except ProcessLookupError:
         pass
     except subprocess.TimeoutExpired:
