@@ -5,34 +5,42 @@ crafted by an attacker who knows this sandbox, but they are buggy, greedy and so
 destructive (infinite loops, memory and fork bombs, output floods, `rm -rf`, network
 calls, reading the environment for tokens, killing their parent).
 
-What it protects against, on Linux with user namespaces (root, or a kernel that allows
-unprivileged ones):
-- the caller's process: every test runs in a child of a separate fork server, never in
-  the Ray worker; a test cannot see, signal or trace the server (it is PID 1 of the
-  test's PID namespace, and not dumpable), nor the caller (not in its PID namespace);
+What it protects against, on Linux with namespaces (as root, or where the kernel
+allows unprivileged user namespaces); the README's threat model has the details:
+- the caller and the fork server: every test runs in a child of a separate fork server,
+  never in the Ray worker; the server is PID 1 of the tests' PID namespace (signals from
+  them ignored, not dumpable), and the caller is not in that namespace;
+- the host: as root, tests run as an unprivileged uid of their server's, without
+  capabilities or a way to regain them, in a read-only root view that shows the host's
+  system directories and this Python's files only (no /run, /var, /home: no host socket
+  file), a /proc of their own with /proc/sys read-only, a /dev of null, zero, full,
+  random, urandom; a plain user's tests share its uid, and a server whose limits or
+  priority a test changed is replaced;
 - runaway resources: CPU time, wall-clock time, address space, stack, file size,
-  processes and threads (RLIMIT_NPROC per server namespace; as root, a pids cgroup),
+  processes and threads (RLIMIT_NPROC on the tests' uid, or per server namespace),
   stdout and stderr size;
-- leftovers: each test gets a fresh working directory on a private tmpfs, removed after
-  it; /tmp and /dev/shm are private tmpfs mounts, the rest of the file system is read-only;
-  every process a test started is killed when it ends (all of the PID namespace but
-  its init), daemonized grandchildren and processes that ignore SIGTERM included;
+- leftovers: /tmp (with the working directory) and /dev/shm are emptied after each
+  test, SysV IPC goes with the test's IPC namespace, and every process a test started is
+  killed when it ends, daemonized grandchildren and processes that ignore SIGTERM
+  included;
 - secrets in the environment: the server and the tests get a scrubbed environment;
 - the network: tests are in an empty network namespace (not even loopback is up);
 - programs that close their file descriptors or kill their parent: the server never
-  shares its control pipes with a test, and ignores signals from it.
+  shares its control pipes with a test.
 
 What it does not protect against:
 - kernel exploits and container escapes: tests share the host kernel (use a VM or gVisor
   around the whole job for hostile code);
-- reading files: a test can read whatever the worker's user can read (it runs with the
-  worker's uid, without capabilities); do not keep secrets in files the worker can read;
+- reading what the view shows (/etc, the Python installation);
 - side channels and CPU contention between tests on the same machine;
+- memory and CPU time summed over a test's process tree: the limits are per process;
 - tampering with assertion tests: an assertion script runs in the program's own process
   (as in every HumanEval harness), so a program can patch what the assertions call. The
   script is never on disk for the program to read, but stdin/stdout tests, whose
   expected outputs never enter the sandbox, are the ones to reward training with.
 
+As root inside a user namespace that maps only root there is no process cap (the kernel
+exempts the host's root from RLIMIT_NPROC): isolation='namespaces' refuses, 'auto' warns.
 Without namespaces (a kernel or container that refuses them, or isolation='none') tests
 still run in child processes under the same rlimits, but with network access, a writable
 file system, no process cap and no guarantee against daemonized leftovers; the sandbox

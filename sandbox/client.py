@@ -65,6 +65,13 @@ def _library_paths() -> list[str]:
     return sorted({paths["purelib"], paths["platlib"]})
 
 
+def _python_paths() -> list[str]:
+    """This Python's files as a `python3` started the usual way sees them (its executable,
+    its environment's prefixes, the standard library), for the tests' root view."""
+    prefixes = {sys.prefix, sys.exec_prefix, sys.base_prefix, sys.base_exec_prefix}
+    return sorted({sys.executable, *prefixes, *sysconfig.get_paths().values()})
+
+
 class ForkServer:
     """One fork server process, the pipes to it, and the tests it runs."""
 
@@ -76,12 +83,27 @@ class ForkServer:
         self.start()
 
     def start(self) -> None:
-        # Used only without namespaces; with them the server has a private /tmp.
+        try:
+            self._start(self.config.isolation)
+        except SandboxStartError as exc:
+            if self.config.isolation == "namespaces":
+                raise SandboxStartError(
+                    f"{exc}; set sandbox.isolation=auto to run without namespaces (with a warning)"
+                ) from exc.__cause__
+            if self.config.isolation != "auto":
+                raise
+            self._start("none", reason=f"the kernel refused namespaces ({exc})")
+
+    def _start(self, isolation: str, reason: str = "") -> None:
+        # Without namespaces the tests' directories; with them, where the root view is built.
         self._scratch = tempfile.mkdtemp(prefix="rlef-sandbox-")
         settings = {
             **asdict(self.config),
+            "isolation": isolation,
+            "refused": reason,
             "scratch": self._scratch,
             "library_paths": _library_paths(),
+            "python_paths": _python_paths(),
         }
         self.process = subprocess.Popen(
             [sys.executable, "-I", "-S", str(ZYGOTE_SCRIPT), marshal.dumps(settings).hex()],
@@ -97,18 +119,19 @@ class ForkServer:
             raise SandboxStartError(f"the sandbox's fork server did not start: {exc}") from exc
         if "error" in hello:
             self.stop()
-            raise SandboxStartError(
-                f"{hello['error']}; set sandbox.isolation=auto to run without namespaces "
-                "(with a warning)"
-            )
+            raise SandboxStartError(hello["error"])
         self.isolation = hello["isolation"]
+        if self.isolation["namespaces"] and self.isolation["process_cap"] == "none":
+            no_cap = (
+                "running as root in a user namespace (the kernel refused namespaces to root "
+                "itself): tests have NO process cap, the host's root is exempt from RLIMIT_NPROC"
+            )
+            if self.config.isolation == "namespaces":
+                self.stop()
+                raise SandboxStartError(f"cannot isolate tests: {no_cap}")
+            self.isolation["warnings"].append(no_cap)
         for warning in self.isolation["warnings"]:
             warn_once(warning)
-        if self.isolation["namespaces"] and self.isolation["process_cap"] == "none":
-            warn_once(
-                "running as root without a writable pids cgroup: tests have NO process cap "
-                "(root is exempt from RLIMIT_NPROC)"
-            )
 
     def stop(self) -> None:
         if self.process is not None:
@@ -117,11 +140,6 @@ class ForkServer:
             self.process.stdin.close()
             self.process.stdout.close()
             self.process = None
-        if self.isolation.get("cgroup"):
-            try:
-                os.rmdir(self.isolation["cgroup"])
-            except OSError:
-                pass  # the next server to start removes it
         if self._scratch is not None:
             shutil.rmtree(self._scratch, ignore_errors=True)
             self._scratch = None
@@ -252,8 +270,6 @@ class Sandbox:
             "wall_s": self.config.wall_limit_s(job.time_limit_s),
             "memory_bytes": job.memory_mb * _MIB,
             "file_bytes": self.config.max_file_mb * _MIB,
-            # Counted per user namespace, i.e. per server, which counts itself and its parent.
-            "nproc": self.config.max_processes + 2 if server.isolation["namespaces"] else None,
             "max_stdout": self.config.max_stdout_bytes,
             "max_stderr": self.config.max_stderr_bytes,
         }
@@ -272,6 +288,10 @@ class Sandbox:
             return self._result(
                 "runtime_error", 0.0, "", "sandbox: the test broke its fork server twice"
             )
+        if raw["server_changed"]:
+            # The test reached its server (same uid) and changed what later tests inherit.
+            logger.warning("sandbox: a test changed its fork server's limits; restarting it")
+            server.restart()
         outcome = Outcome(
             exit_code=raw["exit_code"],
             signal=raw["signal"],

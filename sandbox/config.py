@@ -24,7 +24,7 @@ class SandboxConfig:
     max_processes: int = 16
     """Processes and threads one test may have at once; fork and thread bombs stop here."""
     max_file_mb: int = 64
-    """Largest file a test may write, and the size of its private /tmp."""
+    """Largest file a test may write; /tmp and /dev/shm hold 4 times this each."""
     max_stdout_bytes: int = 32 * 1024 * 1024
     """A test whose stdout grows past this is stopped: `output_exceeded`."""
     max_stderr_bytes: int = 1024 * 1024

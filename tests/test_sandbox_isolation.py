@@ -7,6 +7,7 @@ import shutil
 import socket
 import subprocess
 import sys
+import tempfile
 import textwrap
 import threading
 import time
@@ -142,10 +143,9 @@ def test_each_test_gets_a_fresh_empty_working_directory(sandbox):
     open("left-behind.txt", "w").write("x")
     """
     first, second = sandbox.run(stdio_job(program, ["", ""])).tests
-    cwd1, files1 = first.stdout.split(" ", 1)
-    cwd2, files2 = second.stdout.split(" ", 1)
-    assert cwd1 != cwd2
-    assert "left-behind.txt" not in files1 + files2
+    for test in (first, second):
+        _, files = test.stdout.split(" ", 1)
+        assert files.strip() == "['solution.py']", test
 
 
 def test_nothing_is_written_outside_the_sandbox(sandbox, tmp_path):
@@ -315,3 +315,382 @@ def test_source_lines_of_the_sandbox_are_not_readable_through_tracebacks(sandbox
     """),
     )
     assert result.stdout.strip() == "[]"  # the repository is not on the program's path
+
+
+# --- breaches found by trying, as root with namespaces (issue 19) ---------------------
+
+
+@pytest.fixture(scope="module")
+def one_server():
+    """One fork server, so that consecutive tests are known to share it."""
+    with Sandbox(SandboxConfig(workers=1)) as box:
+        if not box.isolation["namespaces"]:
+            pytest.skip(NAMESPACES)
+        yield box
+
+
+def test_tests_run_as_an_unprivileged_uid_without_capabilities(one_server):
+    program = """
+    import os
+    status = dict(line.split(":", 1) for line in open("/proc/self/status"))
+    caps = status["CapEff"].strip(), status["CapPrm"].strip()
+    print(os.getuid(), os.geteuid(), os.getgid(), *caps)
+    """
+    uid, euid, gid, effective, permitted = run_one(one_server, program).stdout.split()
+    assert int(effective, 16) == 0 and int(permitted, 16) == 0
+    if os.geteuid() == 0:
+        assert one_server.isolation["test_uid"] == int(uid) == int(euid) == int(gid) != 0
+
+
+def test_host_kernel_settings_are_not_writable():
+    setting = Path("/proc/sys/vm/swappiness")
+    before = setting.read_text()
+    program = f"""
+    for path, text in (("{setting}", "{int(before) + 1}"), ("/proc/sys/kernel/core_pattern", "x")):
+        try:
+            with open(path, "w") as f:
+                f.write(text)
+            print("wrote", path)
+        except OSError as exc:
+            print("refused", path, exc.errno)
+    """
+    try:
+        with Sandbox(SandboxConfig()) as box:
+            if not box.isolation["namespaces"]:
+                pytest.skip(NAMESPACES)
+            result = run_one(box, program)
+        assert "wrote" not in result.stdout, result.stdout
+        assert setting.read_text() == before
+    finally:
+        if setting.read_text() != before and os.access(setting, os.W_OK):
+            setting.write_text(before)
+
+
+def _kernel_log() -> str:
+    """The kernel log's current records (root reads /dev/kmsg without blocking)."""
+    fd = os.open("/dev/kmsg", os.O_RDONLY | os.O_NONBLOCK)
+    records = []
+    try:
+        while True:
+            try:
+                records.append(os.read(fd, 8192).decode(errors="replace"))
+            except BlockingIOError:
+                return "".join(records)
+            except OSError:  # EPIPE: a record was overwritten while reading
+                continue
+    finally:
+        os.close(fd)
+
+
+def test_device_nodes_of_the_host_are_not_writable(one_server):
+    if not os.access("/dev/kmsg", os.R_OK):
+        pytest.skip("cannot read the kernel log here to check")
+    marker = f"rlef-sandbox-kmsg-{time.time_ns()}"
+    program = f"""
+    import os
+    for path in ("/dev/kmsg", "/dev/console", "/dev/mem", "/dev/tty"):
+        try:
+            fd = os.open(path, os.O_WRONLY)
+            os.write(fd, b"{marker}\\n")
+            print("wrote", path)
+        except OSError as exc:
+            print("refused", path, exc.errno)
+    print(sorted(os.listdir("/dev")))
+    """
+    result = run_one(one_server, program)
+    assert "wrote" not in result.stdout, result.stdout
+    assert marker not in _kernel_log()
+    listed = result.stdout.splitlines()[-1]
+    assert listed == str(["fd", "full", "null", "random", "shm", "stderr", "stdin", "stdout",
+                          "urandom", "zero"])  # fmt: skip
+
+
+def test_unix_sockets_of_the_host_are_not_reachable(one_server):
+    path = Path(tempfile.mkdtemp(dir="/var/tmp", prefix="rlef-socket-")) / "listener"
+    listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    try:
+        listener.bind(str(path))
+        path.chmod(0o777)  # anyone on the host may connect: only the view can hide it
+        listener.listen()
+        listener.settimeout(0.5)
+        program = f"""
+        import socket
+        s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        try:
+            s.connect({str(path)!r})
+            print("connected")
+        except OSError as exc:
+            print("refused", exc.errno)
+        """
+        assert run_one(one_server, program).stdout.startswith("refused")
+        with pytest.raises(TimeoutError):
+            listener.accept()
+    finally:
+        listener.close()
+        shutil.rmtree(path.parent)
+
+
+def test_a_test_cannot_change_its_servers_limits_or_scheduling(one_server):
+    attack = """
+    import os, resource
+    done = []
+    for pid in (1, os.getppid()):
+        for name, attempt in (
+            ("prlimit", lambda: resource.prlimit(pid, resource.RLIMIT_AS, (1 << 20, 1 << 20))),
+            ("nproc", lambda: resource.prlimit(pid, resource.RLIMIT_NPROC, (1, 1))),
+            ("nice", lambda: os.setpriority(os.PRIO_PROCESS, pid, 19)),
+            ("affinity", lambda: os.sched_setaffinity(pid, {min(os.sched_getaffinity(0))})),
+            ("oom", lambda: open(f"/proc/{pid}/oom_score_adj", "w").write("1000")),
+        ):
+            try:
+                attempt()
+                done.append(name)
+            except OSError:
+                pass
+    print(done)
+    """
+    innocent = """
+    import os
+    x = bytearray(100 * 1024 * 1024)
+    pid = os.fork()
+    if pid == 0:
+        os._exit(0)
+    print(os.getpriority(os.PRIO_PROCESS, 0), len(os.sched_getaffinity(0)), pid > 0)
+    """
+    assert run_one(one_server, attack).stdout.strip() == "[]"
+    result = run_one(one_server, innocent)
+    assert result.verdict == "wrong_answer"  # ran: printed something unexpected
+    assert result.stdout.split() == ["0", str(len(os.sched_getaffinity(0))), "True"]
+
+
+def test_nothing_a_test_leaves_in_tmp_or_dev_shm_reaches_the_next(one_server):
+    leave = """
+    import os
+    for place in ("/tmp", "/dev/shm"):
+        open(f"{place}/left-behind", "w").write("secret")
+        os.chdir(place)
+        for _ in range(2000):
+            os.mkdir("deep")
+            os.chdir("deep")
+        os.chmod(f"{place}/deep", 0)
+    print("left")
+    """
+    look = """
+    import os
+    print(sorted(os.listdir("/tmp")), os.listdir("/dev/shm"))
+    """
+    assert run_one(one_server, leave).stdout == "left\n"
+    assert run_one(one_server, look).stdout == "['test'] []\n"
+
+
+def test_a_test_that_fills_tmp_does_not_fail_the_next(one_server):
+    fill = """
+    chunk = b"x" * (1 << 20)
+    for place in ("/tmp", "/dev/shm"):
+        try:
+            for index in range(1000):  # files of 1 MB: each under the file size limit
+                with open(f"{place}/fill-{index}", "wb") as f:
+                    f.write(chunk)
+        except OSError as exc:
+            print(place, "full", exc.errno)
+    """
+    write = """
+    for place in ("/tmp", "/dev/shm"):
+        with open(f"{place}/small", "wb") as f:
+            f.write(b"y" * (1 << 20))
+    print("ok")
+    """
+    config = SandboxConfig(workers=1, max_file_mb=4)  # 16 MB of /tmp, filled quickly
+    with Sandbox(config) as box:
+        if not box.isolation["namespaces"]:
+            pytest.skip(NAMESPACES)
+        assert run_one(box, fill, time_limit_s=5).stdout == "/tmp full 28\n/dev/shm full 28\n"
+        assert run_one(box, write).stdout == "ok\n"
+
+
+def _sysv_segments() -> set[str]:
+    lines = Path("/proc/sysvipc/shm").read_text().splitlines()[1:]
+    return {" ".join(line.split()[:2]) for line in lines}
+
+
+def test_sysv_shared_memory_goes_with_the_test(one_server):
+    program = """
+    import ctypes
+    libc = ctypes.CDLL(None, use_errno=True)
+    libc.shmat.restype = ctypes.c_void_p
+    ident = libc.shmget(0, 64 << 20, 0o1600)  # IPC_PRIVATE, IPC_CREAT | 0600
+    address = libc.shmat(ident, None, 0)
+    ctypes.memset(address, 1, 64 << 20)
+    print(ident >= 0)
+    """
+    before = _sysv_segments()
+    assert run_one(one_server, program, memory_mb=1024).stdout == "True\n"
+    assert _sysv_segments() == before
+    look = "print(open('/proc/sysvipc/shm').read().count(chr(10)))"
+    assert run_one(one_server, look).stdout == "1\n"  # the header line alone
+
+
+def test_servers_starting_at_once_all_get_the_process_cap():
+    boxes, errors = [], []
+
+    def start():
+        try:
+            boxes.append(Sandbox(SandboxConfig(workers=2, max_processes=8)))
+        except Exception as exc:  # noqa: BLE001 - reported below
+            errors.append(exc)
+
+    threads = [threading.Thread(target=start) for _ in range(6)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    bomb = """
+    import os, time
+    children = 0
+    try:
+        for _ in range(40):
+            if os.fork() == 0:
+                time.sleep(2)
+                os._exit(0)
+            children += 1
+    except OSError:
+        pass
+    print(children)
+    """
+    try:
+        assert not errors, errors
+        if not boxes[0].isolation["namespaces"]:
+            pytest.skip(NAMESPACES)
+        for box in boxes:
+            for server in box._servers:
+                assert server.isolation["process_cap"] != "none"
+            assert int(run_one(box, bomb).stdout) < 8
+    finally:
+        for box in boxes:
+            box.close()
+
+
+def test_without_a_process_cap_namespaces_refuses_and_auto_warns(tmp_path):
+    """As the host's root inside a user namespace, RLIMIT_NPROC cannot hold tests."""
+    if os.geteuid() != 0 or shutil.which("unshare") is None:
+        pytest.skip("needs root and util-linux unshare")
+    (tmp_path / "p.py").write_text("print(1)")
+    (tmp_path / "t.json").write_text('{"input": [""], "output": ["1"]}')
+    sandbox_cli = f"{sys.executable} -m sandbox {{}} run --program p.py --tests t.json"
+    script = (
+        sandbox_cli.format("--isolation namespaces")
+        + "; echo status=$?; "
+        + sandbox_cli.format("--isolation auto")
+    )
+    done = subprocess.run(
+        ["unshare", "--user", "--map-root-user", "sh", "-c", script],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    first, _, second = done.stdout.partition("status=")
+    assert first == ""
+    assert second.startswith("1\n")
+    assert "tests have NO process cap" in done.stderr
+    assert json.loads(second.split("\n", 1)[1])["passed"] is True
+
+
+def test_unprivileged_a_test_that_lowers_its_servers_limits_gets_it_replaced():
+    """Run by a plain user, tests share the server's uid and can reach its limits: the
+    server notices and is replaced before the next test."""
+    system_python = Path("/usr/bin/python3")
+    if os.geteuid() != 0 or shutil.which("setpriv") is None or not system_python.exists():
+        pytest.skip("needs root (to become a plain user), setpriv and /usr/bin/python3")
+    # Readable by the plain user: a copy of the package, in a world-traversable directory.
+    where = Path(tempfile.mkdtemp(prefix="rlef-unprivileged-"))
+    try:
+        shutil.copytree(Path(__file__).parents[1] / "sandbox", where / "sandbox")
+        (where / "run.py").write_text(
+            textwrap.dedent("""
+            from sandbox import Job, Sandbox, SandboxConfig, TestSet
+            attack = "import resource\\nresource.prlimit(1, resource.RLIMIT_NOFILE, (64, 64))"
+            innocent = "files = [open('/dev/null') for _ in range(200)]\\nprint(len(files))"
+            with Sandbox(SandboxConfig(isolation="namespaces")) as box:
+                print(box.isolation["test_uid"])
+                for program in (attack, innocent):
+                    job = Job(program, TestSet("stdio", ("",), ("200",)), 5.0, 512)
+                    print(box.run(job).tests[0].verdict)
+            """)
+        )
+        for path in (where, *where.rglob("*")):
+            path.chmod(0o755)
+        done = subprocess.run(
+            ["setpriv", "--reuid=23456", "--regid=23456", "--clear-groups",
+             str(system_python), "run.py"],
+            cwd=where, env={"PATH": "/usr/bin:/bin"}, capture_output=True, text=True, timeout=60,
+        )  # fmt: skip
+    finally:
+        shutil.rmtree(where)
+    if "cannot isolate tests" in done.stderr:
+        pytest.skip("this kernel refuses user namespaces to plain users")
+    assert done.stdout.split() == ["None", "wrong_answer", "passed"], done.stderr
+    assert "changed its fork server's limits" in done.stderr
+
+
+def test_a_python_in_a_venv_under_tmp_is_whole_inside(tmp_path):
+    """The view shows the interpreter's own files even where /tmp is the tests' scratch:
+    its executable runs, its site-packages import."""
+    venv = Path(tempfile.mkdtemp(prefix="rlef-venv-", dir="/tmp"))
+    venv.chmod(0o755)  # as `python -m venv` makes it: tests run as another uid
+    try:
+        subprocess.run([sys.executable, "-m", "venv", "--without-pip", str(venv)], check=True)
+        python = venv / "bin" / "python"
+        purelib = subprocess.run(
+            [python, "-c", "import sysconfig; print(sysconfig.get_paths()['purelib'])"],
+            capture_output=True, text=True, check=True,
+        ).stdout.strip()  # fmt: skip
+        (Path(purelib) / "rlef_probe.py").write_text("VALUE = 42\n")
+        program = (
+            "import subprocess, sys, rlef_probe\n"
+            "ran = subprocess.run([sys.executable, '-c', 'print(6 * 7)'], capture_output=True)\n"
+            "print(sys.executable, rlef_probe.VALUE, ran.stdout.decode().strip())"
+        )
+        script = (
+            "from sandbox import Job, Sandbox, TestSet\n"
+            "with Sandbox() as box:\n"
+            f"    job = Job({program!r}, TestSet('stdio', ('',), ('',)), 5.0, 512)\n"
+            "    result = box.run(job).tests[0]\n"
+            "    print(box.isolation['namespaces'], result.stdout, result.stderr)\n"
+        )
+        done = subprocess.run(
+            [python, "-c", script], cwd=tmp_path, capture_output=True, text=True, timeout=60,
+            env={"PATH": "/usr/bin:/bin", "PYTHONPATH": str(Path(__file__).parents[1])},
+        )  # fmt: skip
+    finally:
+        shutil.rmtree(venv)
+    namespaces, *printed = done.stdout.split()
+    if namespaces != "True":
+        pytest.skip(NAMESPACES)
+    assert printed == [str(python), "42", "42"], done.stdout + done.stderr
+
+
+@pytest.mark.parametrize(
+    "program",
+    [
+        "import os\nos._exit = lambda status: None\nos.close = lambda fd: None\nprint('patched')",
+        "import os, shutil\nfor name in os.listdir('/tmp'):\n    shutil.rmtree('/tmp/' + name)",
+        "import os\nfor _ in range(2000):\n    os.mkdir('d')\n    os.chdir('d')",
+        textwrap.dedent("""
+        import os
+        parent, name = os.path.split(os.getcwd())
+        stem, _, number = name.rpartition("-")
+        for step in (1, 2, 3):  # the next tests' directories, if they are numbered
+            taken = f"{stem}-{int(number) + step}" if number.isdigit() else name
+            os.makedirs(os.path.join(parent, taken), 0, exist_ok=True)
+        """),
+    ],
+    ids=["patched-exit-and-close", "tmp-removed", "2000-levels", "next-directory-taken"],
+)
+def test_no_program_breaks_its_servers_cleanup(one_server, program, capfd):
+    server = one_server._servers[0]
+    pid = server.process.pid
+    run_one(one_server, program)
+    assert run_one(one_server, "print(6 * 7)", "", "42").verdict == "passed"
+    assert server.process.pid == pid  # the same server: nothing crashed, none restarted
+    assert "Traceback" not in capfd.readouterr().err
