@@ -75,8 +75,22 @@ def _read_text(path: str) -> str:
         raise UsageError(f"cannot read {path}: {exc}") from exc
 
 
+def _read_program(path: str) -> str:
+    """A Python source file decoded as `python3 FILE` would: a BOM or a coding
+    declaration (PEP 263) says how, UTF-8 otherwise."""
+    import tokenize
+
+    try:
+        with open(path, "rb") as f:
+            encoding, _ = tokenize.detect_encoding(f.readline)
+            f.seek(0)
+            return f.read().decode(encoding)
+    except (OSError, SyntaxError, UnicodeDecodeError) as exc:
+        raise UsageError(f"cannot read {path}: {exc}") from exc
+
+
 def _load_run_job(args: argparse.Namespace) -> Job:
-    program = _read_text(args.program)
+    program = _read_program(args.program)
     try:
         tests = TestSet.from_json(json.loads(_read_text(args.tests)))
         return Job(program, tests, args.time_limit, args.memory_mb, args.stop_on_first_failure)

@@ -183,6 +183,7 @@ class ForkServer:
 
 def _compile(source: str, filename: str) -> CodeType | str:
     """The code object of `source`, or the message of its SyntaxError as Python prints it."""
+    source = source.removeprefix("\ufeff")  # a BOM, which CPython skips in a source file
     try:
         return compile(source, filename, "exec", dont_inherit=True, optimize=0)
     except (SyntaxError, ValueError) as exc:  # ValueError: null bytes in the source
@@ -300,6 +301,7 @@ class Sandbox:
             cpu_s=raw["cpu_s"],
             wall_s=raw["wall_s"],
             stopped_for=raw["stopped_for"],
+            out_of_memory=raw["out_of_memory"],
         )
         return self._result(
             verdict(outcome, expected, job.time_limit_s),

@@ -13,8 +13,6 @@ import signal
 from dataclasses import dataclass
 from decimal import Decimal
 
-from .zygote import MEMORY_EXIT_CODE
-
 FLOAT_TOLERANCE = Decimal("1e-5")
 """Absolute tolerance when either token is a float."""
 
@@ -69,6 +67,8 @@ class Outcome:
     wall_s: float
     stopped_for: str | None = None
     """Why the fork server stopped the test early: `timeout`, `output`, or None."""
+    out_of_memory: bool = False
+    """The program ended on a MemoryError or ENOMEM, or the kernel's OOM killer ended it."""
 
 
 def verdict(outcome: Outcome, expected_output: str | None, time_limit_s: float) -> str:
@@ -81,9 +81,7 @@ def verdict(outcome: Outcome, expected_output: str | None, time_limit_s: float) 
         or outcome.signal == signal.SIGXCPU
     ):
         return "timeout"
-    if outcome.exit_code == MEMORY_EXIT_CODE or outcome.signal == signal.SIGKILL:
-        # The only SIGKILL the server does not account for above is the kernel's
-        # out-of-memory killer.
+    if outcome.out_of_memory:
         return "memory_exceeded"
     if outcome.exit_code != 0:
         return "runtime_error"

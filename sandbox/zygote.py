@@ -48,8 +48,9 @@ PROGRAM_FILE = "solution.py"
 tracebacks show source lines."""
 TEST_FILE = "test.py"
 """An assertion script's file name in tracebacks (it is not on disk: programs could read it)."""
-MEMORY_EXIT_CODE = 97
-"""Exit status of a test process whose program raised MemoryError; a program's own 97 becomes 1."""
+MEMORY_FD = 3
+"""A test process's descriptor (closed on exec) on which it reports running out of memory:
+a MemoryError, or an OSError ENOMEM (an mmap over the limit), that ended the program."""
 INTERNAL_ERROR_EXIT = 70
 """Exit status of a test process that the sandbox itself failed to set up."""
 READ_CHUNK = 1 << 16
@@ -470,11 +471,21 @@ class Zygote:
         self.replaced_stdio = ()
         # Made once here, so test processes need not build their own: fds 0-2 are
         # replaced under them in each test process before use.
+        # As CPython makes them in a UTF-8 locale: no newline translation on either side.
         self.stdio = (
-            open(0, encoding="utf-8", errors="surrogateescape", closefd=False),
-            open(1, "w", encoding="utf-8", closefd=False),
-            open(2, "w", encoding="utf-8", errors="backslashreplace", closefd=False),
+            open(0, encoding="utf-8", errors="surrogateescape", newline="\n", closefd=False),
+            open(1, "w", encoding="utf-8", errors="surrogateescape", newline="\n", closefd=False),
+            open(
+                2,
+                "w",
+                encoding="utf-8",
+                errors="backslashreplace",
+                newline="\n",
+                buffering=1,  # line-buffered, as CPython's stderr
+                closefd=False,
+            ),
         )
+        self.oom_kills = _oom_kills()
 
     def run(self, request):
         """Run one test as `request` describes; return how it ended (raw, unjudged)."""
@@ -495,11 +506,12 @@ class Zygote:
         stdin_fd = _memory_file(request["stdin"], self.scratch)
         out_r, out_w = os.pipe()
         err_r, err_w = os.pipe()
+        memory_r, memory_w = os.pipe()
         started = time.monotonic()
         pid = os.fork()
         if pid == 0:
-            self._test_process(request, stdin_fd, out_w, err_w, workdir)
-        for fd in (stdin_fd, out_w, err_w):
+            self._test_process(request, (stdin_fd, out_w, err_w, memory_w), workdir)
+        for fd in (stdin_fd, out_w, err_w, memory_w):
             os.close(fd)
         try:
             outcome = _supervise(pid, out_r, err_r, started + request["wall_s"], request)
@@ -513,10 +525,26 @@ class Zygote:
             else:
                 _empty(workdir)
                 _rmdir(workdir)
+        outcome["out_of_memory"] = self._ran_out_of_memory(memory_r, outcome)
         outcome["wall_s"] = time.monotonic() - started
         # Tests that share our uid (in a user namespace) could lower our limits or nice us.
         outcome["server_changed"] = _own_settings() != self.settings
         return outcome
+
+    def _ran_out_of_memory(self, memory_r, outcome):
+        """Whether the program said so before it ended, or the kernel's OOM killer ended it."""
+        os.set_blocking(memory_r, False)
+        try:
+            said = bool(os.read(memory_r, 1))
+        except BlockingIOError:
+            said = False
+        os.close(memory_r)
+        if said or outcome["signal"] != signal.SIGKILL or outcome["stopped_for"]:
+            return said
+        # A SIGKILL we did not send: the OOM killer's if its count went up meanwhile.
+        kills = _oom_kills()
+        killed, self.oom_kills = kills > self.oom_kills, kills
+        return killed
 
     def _kill_leftovers(self, pid):
         """Kill all the test started: our whole PID namespace, or its session."""
@@ -543,14 +571,16 @@ class Zygote:
                 except ChildProcessError:
                     break
 
-    def _test_process(self, request, stdin_fd, out_w, err_w, workdir):
+    def _test_process(self, request, descriptors, workdir):
         """The forked test process: confine itself, run the program, exit. Never returns."""
         status = INTERNAL_ERROR_EXIT
         try:
+            stdin_fd, out_w, err_w, memory_w = descriptors
             os.dup2(stdin_fd, 0)
             os.dup2(out_w, 1)
             os.dup2(err_w, 2)
-            os.closerange(3, 1 << 16)
+            os.dup2(memory_w, MEMORY_FD, inheritable=False)
+            os.closerange(MEMORY_FD + 1, 1 << 16)
             if self.namespaced:
                 # SysV IPC objects the test makes go with its last process.
                 _unshare(CLONE_NEWIPC)
@@ -584,6 +614,18 @@ class Zygote:
             os.setresgid(uid, uid, uid)
             os.setresuid(uid, uid, uid)  # clears every capability
         _drop_capabilities()
+
+
+def _oom_kills():
+    """How many processes the kernel's OOM killer has killed since boot (0 if unknown)."""
+    try:
+        with open("/proc/vmstat", "rb") as counters:
+            for line in counters:
+                if line.startswith(b"oom_kill "):
+                    return int(line.split()[1])
+    except OSError:
+        pass
+    return 0
 
 
 def _own_settings():
@@ -767,12 +809,14 @@ def _run_program(codes):
         status = 0
     except SystemExit as exc:
         status = _exit_status(exc.code)
-    except MemoryError as exc:
-        _print_traceback(exc)
-        status = MEMORY_EXIT_CODE
     except BaseException as exc:
         _print_traceback(exc)
         status = 1
+        if isinstance(exc, MemoryError) or getattr(exc, "errno", None) == errno.ENOMEM:
+            try:
+                os.write(MEMORY_FD, b"m")
+            except OSError:
+                pass  # the program closed it: judged a runtime error
     atexit._run_exitfuncs()
     for stream in (sys.stdout, sys.stderr):
         try:
@@ -782,12 +826,28 @@ def _run_program(codes):
     return status
 
 
+class _Quitter:
+    """`exit` and `quit`, as `site` makes them (the server runs without `site`)."""
+
+    def __init__(self, name):
+        self.name = name
+
+    def __repr__(self):
+        return f"Use {self.name}() or Ctrl-D (i.e. EOF) to exit"
+
+    def __call__(self, code=None):
+        try:
+            sys.stdin.close()
+        except Exception:
+            pass
+        raise SystemExit(code)
+
+
 def _exit_status(code):
     if code is None:
         return 0
     if isinstance(code, int):
-        status = code & 0xFF
-        return 1 if status == MEMORY_EXIT_CODE else status
+        return code & 0xFF
     print(code, file=sys.stderr)
     return 1
 
@@ -821,6 +881,7 @@ def main():
         send(control_out, {"error": f"cannot isolate tests: {exc}"})
         sys.exit(1)
     sys.path.extend(config["library_paths"])
+    builtins.exit, builtins.quit = _Quitter("exit"), _Quitter("quit")
     zygote = Zygote(config, report)
     send(control_out, {"ready": True, "isolation": report})
     while True:

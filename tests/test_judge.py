@@ -5,7 +5,6 @@ import signal
 import pytest
 
 from sandbox.judge import Outcome, outputs_match, tokens_match, verdict
-from sandbox.zygote import MEMORY_EXIT_CODE
 
 
 @pytest.mark.parametrize(
@@ -81,8 +80,14 @@ def _outcome(**fields):
         ({"exit_code": 1}, "42", "runtime_error"),
         ({"exit_code": 3, "stdout": "42"}, "42", "runtime_error"),
         ({"exit_code": None, "signal": signal.SIGSEGV}, "42", "runtime_error"),
-        ({"exit_code": MEMORY_EXIT_CODE}, "42", "memory_exceeded"),
-        ({"exit_code": None, "signal": signal.SIGKILL}, "42", "memory_exceeded"),
+        ({"exit_code": 1, "out_of_memory": True}, "42", "memory_exceeded"),
+        (
+            {"exit_code": None, "signal": signal.SIGKILL, "out_of_memory": True},
+            "42",
+            "memory_exceeded",
+        ),  # fmt: skip
+        ({"exit_code": 97}, "42", "runtime_error"),
+        ({"exit_code": None, "signal": signal.SIGKILL}, "42", "runtime_error"),
         ({"exit_code": None, "signal": signal.SIGXCPU}, "42", "timeout"),
         ({"cpu_s": 1.5, "stdout": "42"}, "42", "timeout"),
         ({"stopped_for": "timeout", "exit_code": None, "signal": 9}, "42", "timeout"),

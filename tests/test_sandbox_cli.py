@@ -114,3 +114,21 @@ def test_batch_prints_one_line_per_job_in_input_order(files):
     assert "line 3" in results[2]["error"] and "line 4" in results[3]["error"]
     assert "not valid JSON" in results[3]["error"]
     assert '"program" and "tests"' in results[4]["error"]
+
+
+def test_a_latin1_program_with_a_coding_declaration_runs_as_with_python(tmp_path):
+    source = "# -*- coding: latin-1 -*-\nprint('café'.upper())\n"
+    (tmp_path / "p.py").write_bytes(source.encode("latin-1"))
+    (tmp_path / "t.json").write_text(json.dumps({"input": [""], "output": ["CAFÉ"]}))
+    python = subprocess.run([sys.executable, "p.py"], cwd=tmp_path, capture_output=True)
+    assert python.stdout.decode() == "CAFÉ\n"
+    done = cli("run", "--program", "p.py", "--tests", "t.json", cwd=tmp_path)
+    assert done.returncode == 0, done.stderr
+    assert json.loads(done.stdout)["passed"] is True
+
+
+def test_a_utf8_program_with_a_bom_runs(tmp_path):
+    (tmp_path / "p.py").write_bytes(b"\xef\xbb\xbfprint(6 * 7)\n")
+    (tmp_path / "t.json").write_text(json.dumps({"input": [""], "output": ["42"]}))
+    done = cli("run", "--program", "p.py", "--tests", "t.json", cwd=tmp_path)
+    assert json.loads(done.stdout)["passed"] is True

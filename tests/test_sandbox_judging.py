@@ -1,7 +1,12 @@
 """Judging real programs through the sandbox: verdicts, outputs, exit codes, tracebacks."""
 
+import subprocess
+import sys
+import tempfile
 import textwrap
+from pathlib import Path
 
+import pytest
 from conftest import run_one, stdio_job
 
 from sandbox import Job, TestSet
@@ -163,3 +168,74 @@ def test_run_many_keeps_input_order(sandbox):
     judgements = sandbox.run_many(jobs)
     assert [j.tests[0].stdout.strip() for j in judgements] == [str(i) for i in range(12)]
     assert all(j.passed for j in judgements)
+
+
+# --- the verdict `python3 solution.py` would get (issue 19) ---------------------------
+
+
+def _plain_python(program: str, stdin: str) -> subprocess.CompletedProcess:
+    """The program run the usual way, as the reference for what the sandbox must do."""
+    with tempfile.TemporaryDirectory() as where:
+        path = Path(where) / "solution.py"
+        path.write_text(program, encoding="utf-8")
+        return subprocess.run(
+            [sys.executable, str(path)], input=stdin.encode(), capture_output=True, timeout=30
+        )
+
+
+@pytest.mark.parametrize("ending", ["exit()", "quit()", "exit(0)", "quit(None)"])
+def test_a_program_that_ends_with_exit_or_quit_passes(sandbox, ending):
+    program = f"print(int(input()) * 2)\n{ending}\n"
+    assert _plain_python(program, "21\n").returncode == 0
+    assert run_one(sandbox, program, "21\n", "42").verdict == "passed"
+
+
+def test_exit_with_a_status_is_a_runtime_error_as_in_python(sandbox):
+    assert _plain_python("exit(3)", "").returncode == 3
+    assert run_one(sandbox, "exit(3)").verdict == "runtime_error"
+
+
+def test_stdin_keeps_carriage_returns_as_python_does(sandbox):
+    program = "line = input()\nprint(len(line), repr(line[-1]))"
+    expected = _plain_python(program, "abc\r\n").stdout.decode()
+    assert expected == "4 '\\r'\n"
+    result = run_one(sandbox, program, "abc\r\n", expected)
+    assert result.stdout == expected
+
+
+def test_stdout_writes_surrogate_escapes_back_as_bytes_as_python_does(sandbox):
+    program = 'print("caf\\udce9")'  # e.g. a file name that is not UTF-8
+    assert _plain_python(program, "").stdout == b"caf\xe9\n"
+    result = run_one(sandbox, program)
+    assert result.verdict == "wrong_answer", result.stderr  # it ran, and printed
+    assert result.stdout == "caf\ufffd\n"  # the byte, as the judge decodes it
+
+
+def test_a_program_that_starts_with_a_bom_runs(sandbox):
+    program = "\ufeffprint(6 * 7)\n"
+    assert _plain_python(program, "").stdout == b"42\n"
+    assert run_one(sandbox, program, "", "42").verdict == "passed"
+
+
+def test_the_programs_own_exit_status_97_is_a_runtime_error(sandbox):
+    program = "import os\nos._exit(97)"
+    assert _plain_python(program, "").returncode == 97
+    assert run_one(sandbox, program).verdict == "runtime_error"
+
+
+def test_a_program_that_kills_itself_is_a_runtime_error(sandbox):
+    program = "import os, signal\nos.kill(os.getpid(), signal.SIGKILL)"
+    assert _plain_python(program, "").returncode == -9
+    assert run_one(sandbox, program).verdict == "runtime_error"
+
+
+def test_an_mmap_over_the_memory_limit_is_memory_exceeded(sandbox):
+    program = "import mmap\nbuffer = mmap.mmap(-1, 2 << 30)\nprint(len(buffer))"
+    result = run_one(sandbox, program, memory_mb=256)
+    assert result.verdict == "memory_exceeded", result.stderr
+    assert "Cannot allocate memory" in result.stderr
+
+
+def test_an_oserror_that_is_not_about_memory_stays_a_runtime_error(sandbox):
+    result = run_one(sandbox, "open('/nonexistent/file')")
+    assert result.verdict == "runtime_error"
