@@ -20,7 +20,15 @@ from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from sandbox import DEFAULT_MEMORY_MB, DEFAULT_TIME_LIMIT_S, STDIO, TestSet
+from sandbox import (
+    DEFAULT_MEMORY_MB,
+    DEFAULT_TIME_LIMIT_S,
+    MAX_MEMORY_MB,
+    MAX_TIME_LIMIT_S,
+    MIN_MEMORY_MB,
+    STDIO,
+    TestSet,
+)
 
 from .config import DataError
 from .records import Problem
@@ -36,10 +44,6 @@ SOURCE = "code_contests"
 
 PYTHON3 = 3
 """`solutions.language` of Python 3 programs (0 unknown, 1 Python 2, 2 C++, 4 Java)."""
-
-MIN_MEMORY_MB = 16
-"""The smallest address space the sandbox accepts (`sandbox.Job.memory_mb`); no Python
-interpreter starts in less, so smaller problem limits are raised to it."""
 
 NO_PUBLIC_TESTS = "no public tests"
 """Drop reason: nothing to give execution feedback on."""
@@ -206,6 +210,8 @@ def time_limit_s(value: object) -> float:
     if not isinstance(seconds, int) or not isinstance(nanos, int) or seconds < 0 or nanos < 0:
         raise MalformedRowError(f"time_limit {value!r} is not non-negative integers")
     total = seconds + nanos / 1e9
+    if total > MAX_TIME_LIMIT_S:
+        raise MalformedRowError(f"time_limit {value!r} is over the sandbox's limit")
     return total if total > 0 else DEFAULT_TIME_LIMIT_S
 
 
@@ -215,6 +221,9 @@ def memory_mb(value: object) -> int:
         return DEFAULT_MEMORY_MB
     if not isinstance(value, int) or value < 0:
         raise MalformedRowError(f"memory_limit_bytes {value!r} is not a non-negative integer")
+    if value // 2**20 > MAX_MEMORY_MB:
+        raise MalformedRowError(f"memory_limit_bytes {value!r} is over the sandbox's limit")
+    # No Python interpreter starts in less than the sandbox's smallest: raised to it.
     return max(value // 2**20, MIN_MEMORY_MB)
 
 

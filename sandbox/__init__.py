@@ -16,7 +16,8 @@ allows unprivileged user namespaces); the README's threat model has the details:
   file), a /proc of their own with /proc/sys read-only, a /dev of null, zero, full,
   random, urandom; a plain user's tests share its uid, and a server whose limits or
   priority a test changed is replaced;
-- runaway resources: CPU time, wall-clock time, address space, stack, file size,
+- runaway resources: CPU time (of the whole process tree), wall-clock time, address
+  space, stack (as python3 gets it), file size,
   processes and threads (RLIMIT_NPROC on the tests' uid, or per server namespace),
   stdout and stderr size;
 - leftovers: /tmp (with the working directory) and /dev/shm are emptied after each
@@ -33,7 +34,7 @@ What it does not protect against:
   around the whole job for hostile code);
 - reading what the view shows (/etc, the Python installation);
 - side channels and CPU contention between tests on the same machine;
-- memory and CPU time summed over a test's process tree: the limits are per process;
+- memory summed over a test's process tree: the address-space limit is per process;
 - tampering with assertion tests: an assertion script runs in the program's own process
   (as in every HumanEval harness), so a program can patch what the assertions call. The
   script is never on disk for the program to read, but stdin/stdout tests, whose
@@ -57,6 +58,9 @@ from .records import (
     ASSERTIONS,
     DEFAULT_MEMORY_MB,
     DEFAULT_TIME_LIMIT_S,
+    MAX_MEMORY_MB,
+    MAX_TIME_LIMIT_S,
+    MIN_MEMORY_MB,
     STDIO,
     VERDICTS,
     Job,
@@ -70,6 +74,9 @@ __all__ = [
     "ASSERTIONS",
     "DEFAULT_MEMORY_MB",
     "DEFAULT_TIME_LIMIT_S",
+    "MAX_MEMORY_MB",
+    "MAX_TIME_LIMIT_S",
+    "MIN_MEMORY_MB",
     "STDIO",
     "VERDICTS",
     "Job",

@@ -14,7 +14,15 @@ import sys
 
 from .client import Sandbox, SandboxStartError
 from .config import ISOLATION_MODES, SandboxConfig, SandboxConfigError
-from .records import DEFAULT_MEMORY_MB, DEFAULT_TIME_LIMIT_S, Job, JobError, TestSet
+from .records import (
+    DEFAULT_MEMORY_MB,
+    DEFAULT_TIME_LIMIT_S,
+    Job,
+    JobError,
+    TestSet,
+    check_memory_mb,
+    check_time_limit,
+)
 
 
 class UsageError(Exception):
@@ -24,6 +32,33 @@ class UsageError(Exception):
 class _Parser(argparse.ArgumentParser):
     def error(self, message: str) -> None:
         raise UsageError(message)
+
+
+def _checked(parse, check):
+    """An argparse type: `parse` the text, then `check` the value (JobError: bad value)."""
+
+    def convert(text: str):
+        try:
+            value = parse(text)
+        except ValueError:
+            kind = "a whole number" if parse is int else "a number"
+            raise argparse.ArgumentTypeError(f"not {kind}: {text!r}") from None
+        try:
+            return check(value, "")
+        except JobError as exc:
+            raise argparse.ArgumentTypeError(str(exc).strip()) from None
+
+    convert.__name__ = parse.__name__  # what argparse names in "invalid <type> value"
+    return convert
+
+
+def _load_json(text: str, path: str) -> object:
+    try:
+        return json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise UsageError(f"{path} is not valid JSON: {exc}") from exc
+    except RecursionError:
+        raise UsageError(f"{path}: JSON nested too deeply") from None
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -44,13 +79,13 @@ def _parser() -> argparse.ArgumentParser:
     )
     run.add_argument(
         "--time-limit",
-        type=float,
+        type=_checked(float, check_time_limit),
         default=DEFAULT_TIME_LIMIT_S,
         help="CPU seconds per test (default %(default)s)",
     )
     run.add_argument(
         "--memory-mb",
-        type=int,
+        type=_checked(int, check_memory_mb),
         default=DEFAULT_MEMORY_MB,
         help="address space per test, MB (default %(default)s)",
     )
@@ -92,12 +127,13 @@ def _read_program(path: str) -> str:
 def _load_run_job(args: argparse.Namespace) -> Job:
     program = _read_program(args.program)
     try:
-        tests = TestSet.from_json(json.loads(_read_text(args.tests)))
-        return Job(program, tests, args.time_limit, args.memory_mb, args.stop_on_first_failure)
-    except json.JSONDecodeError as exc:
-        raise UsageError(f"{args.tests} is not valid JSON: {exc}") from exc
+        tests = TestSet.from_json(_load_json(_read_text(args.tests), args.tests))
     except JobError as exc:
         raise UsageError(f"{args.tests}: {exc}") from exc
+    try:
+        return Job(program, tests, args.time_limit, args.memory_mb, args.stop_on_first_failure)
+    except JobError as exc:
+        raise UsageError(f"{args.program}: {exc}") from exc
 
 
 def _parse_batch_line(number: int, line: str) -> tuple[object, Job | str]:
@@ -106,6 +142,8 @@ def _parse_batch_line(number: int, line: str) -> tuple[object, Job | str]:
         obj = json.loads(line)
     except json.JSONDecodeError as exc:
         return None, f"line {number}: not valid JSON: {exc}"
+    except RecursionError:
+        return None, f"line {number}: JSON nested too deeply"
     job_id = obj.get("id") if isinstance(obj, dict) else None
     try:
         return job_id, Job.from_json(obj)

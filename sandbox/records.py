@@ -30,9 +30,53 @@ DEFAULT_TIME_LIMIT_S = 10.0
 DEFAULT_MEMORY_MB = 1024
 """Address-space megabytes per test when a problem sets none (the paper's choice)."""
 
+MAX_TIME_LIMIT_S = 3600.0
+"""The longest CPU time limit a test may have: an hour (contest limits are seconds)."""
+
+MIN_MEMORY_MB = 16
+"""The smallest address-space limit a test may have: no Python interpreter starts in less."""
+MAX_MEMORY_MB = 1 << 20
+"""The largest address-space limit a test may have: a TiB."""
+
 
 class JobError(ValueError):
     """A job that cannot be run as given (bad field, wrong type, mismatched tests)."""
+
+
+def _encodable(text: str) -> bool:
+    """Whether `text` can be sent as UTF-8 (JSON's \\ud800 escapes make lone surrogates)."""
+    if text.isascii():
+        return True
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
+
+
+def _is_number(value: object) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool)
+
+
+def check_time_limit(value: object, name: str) -> float:
+    """`value` as a CPU time limit in seconds; JobError naming `name` if it is not one."""
+    if not _is_number(value) or not 0 < value <= MAX_TIME_LIMIT_S:
+        raise JobError(
+            f"{name} must be a number of seconds above 0 and at most {MAX_TIME_LIMIT_S:g}, "
+            f"got {value!r}"
+        )
+    return float(value)
+
+
+def check_memory_mb(value: object, name: str) -> int:
+    """`value` as an address-space limit in MB; JobError naming `name` if it is not one."""
+    if not isinstance(value, int) or isinstance(value, bool):
+        raise JobError(f"{name} must be a whole number of MB, got {value!r}")
+    if not MIN_MEMORY_MB <= value <= MAX_MEMORY_MB:
+        raise JobError(
+            f"{name} must be between {MIN_MEMORY_MB} and {MAX_MEMORY_MB} MB, got {value!r}"
+        )
+    return value
 
 
 @dataclass(frozen=True)
@@ -55,6 +99,10 @@ class TestSet:
             raise JobError(f"test kind {self.kind!r} is not one of {STDIO!r}, {ASSERTIONS!r}")
         if not all(isinstance(text, str) for text in (*self.inputs, *self.outputs)):
             raise JobError("every test input and output must be a string")
+        for name, texts in (("input", self.inputs), ("output", self.outputs)):
+            for index, text in enumerate(texts):
+                if not _encodable(text):
+                    raise JobError(f"test {name} {index} is not valid Unicode (a lone surrogate)")
         if self.kind == STDIO and len(self.inputs) != len(self.outputs):
             raise JobError(
                 f"stdio tests need one output per input: got {len(self.inputs)} inputs "
@@ -108,10 +156,18 @@ class Job:
     def __post_init__(self) -> None:
         if not isinstance(self.program, str):
             raise JobError(f"program must be a string, got {type(self.program).__name__}")
-        if not isinstance(self.time_limit_s, (int, float)) or not self.time_limit_s > 0:
-            raise JobError(f"time_limit_s must be a positive number, got {self.time_limit_s!r}")
-        if not isinstance(self.memory_mb, int) or self.memory_mb < 16:
-            raise JobError(f"memory_mb must be an integer of at least 16, got {self.memory_mb!r}")
+        if not _encodable(self.program):
+            raise JobError("program is not valid Unicode (a lone surrogate)")
+        if not isinstance(self.tests, TestSet):
+            raise JobError(f"tests must be a TestSet, got {type(self.tests).__name__}")
+        if not self.tests.inputs:
+            raise JobError("a job needs at least one test (with none it would pass)")
+        check_time_limit(self.time_limit_s, "time_limit_s")
+        check_memory_mb(self.memory_mb, "memory_mb")
+        if not isinstance(self.stop_on_first_failure, bool):
+            raise JobError(
+                f"stop_on_first_failure must be true or false, got {self.stop_on_first_failure!r}"
+            )
 
     @classmethod
     def from_json(cls, obj: dict) -> Job:
@@ -125,7 +181,7 @@ class Job:
             tests=TestSet.from_json(obj["tests"]),
             time_limit_s=obj.get("time_limit_s", DEFAULT_TIME_LIMIT_S),
             memory_mb=obj.get("memory_mb", DEFAULT_MEMORY_MB),
-            stop_on_first_failure=bool(obj.get("stop_on_first_failure", False)),
+            stop_on_first_failure=obj.get("stop_on_first_failure", False),
         )
 
     def to_json(self) -> dict:

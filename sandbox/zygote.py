@@ -38,7 +38,6 @@ import os
 import resource
 import select
 import signal
-import stat
 import sys
 import time
 import types
@@ -53,6 +52,8 @@ MEMORY_FD = 3
 a MemoryError, or an OSError ENOMEM (an mmap over the limit), that ended the program."""
 INTERNAL_ERROR_EXIT = 70
 """Exit status of a test process that the sandbox itself failed to set up."""
+DEFAULT_STACK_BYTES = 8 << 20
+"""A test's stack limit when the server's is unlimited (glibc's default thread stack)."""
 READ_CHUNK = 1 << 16
 FRAME_HEADER = 4
 
@@ -486,6 +487,9 @@ class Zygote:
             ),
         )
         self.oom_kills = _oom_kills()
+        # Where test processes say they ran out of memory; drained after every test.
+        self.memory_r, self.memory_w = os.pipe()
+        os.set_blocking(self.memory_r, False)
 
     def run(self, request):
         """Run one test as `request` describes; return how it ended (raw, unjudged)."""
@@ -506,17 +510,16 @@ class Zygote:
         stdin_fd = _memory_file(request["stdin"], self.scratch)
         out_r, out_w = os.pipe()
         err_r, err_w = os.pipe()
-        memory_r, memory_w = os.pipe()
         started = time.monotonic()
         pid = os.fork()
         if pid == 0:
-            self._test_process(request, (stdin_fd, out_w, err_w, memory_w), workdir)
-        for fd in (stdin_fd, out_w, err_w, memory_w):
+            self._test_process(request, (stdin_fd, out_w, err_w, self.memory_w), workdir)
+        for fd in (stdin_fd, out_w, err_w):
             os.close(fd)
         try:
             outcome = _supervise(pid, out_r, err_r, started + request["wall_s"], request)
         finally:
-            self._kill_leftovers(pid)
+            leftover_cpu_s = self._kill_leftovers(pid)
             os.close(out_r)
             os.close(err_r)
             if self.namespaced:
@@ -525,20 +528,21 @@ class Zygote:
             else:
                 _empty(workdir)
                 _rmdir(workdir)
-        outcome["out_of_memory"] = self._ran_out_of_memory(memory_r, outcome)
+        outcome["out_of_memory"] = self._ran_out_of_memory(outcome)
+        outcome["cpu_s"] += leftover_cpu_s  # the whole tree's, waited for or not
         outcome["wall_s"] = time.monotonic() - started
         # Tests that share our uid (in a user namespace) could lower our limits or nice us.
-        outcome["server_changed"] = _own_settings() != self.settings
+        outcome["server_changed"] = self.test_uid is None and _own_settings() != self.settings
         return outcome
 
-    def _ran_out_of_memory(self, memory_r, outcome):
+    def _ran_out_of_memory(self, outcome):
         """Whether the program said so before it ended, or the kernel's OOM killer ended it."""
-        os.set_blocking(memory_r, False)
-        try:
-            said = bool(os.read(memory_r, 1))
-        except BlockingIOError:
-            said = False
-        os.close(memory_r)
+        said = False
+        while True:
+            try:
+                said = bool(os.read(self.memory_r, READ_CHUNK)) or said
+            except BlockingIOError:
+                break
         if said or outcome["signal"] != signal.SIGKILL or outcome["stopped_for"]:
             return said
         # A SIGKILL we did not send: the OOM killer's if its count went up meanwhile.
@@ -547,7 +551,9 @@ class Zygote:
         return killed
 
     def _kill_leftovers(self, pid):
-        """Kill all the test started: our whole PID namespace, or its session."""
+        """Kill all the test started: our whole PID namespace, or its session. Returns
+        the CPU seconds of what we reaped (processes the test never waited for)."""
+        cpu_s = 0.0
         if not self.namespaced:
             try:
                 os.killpg(pid, signal.SIGKILL)
@@ -555,21 +561,24 @@ class Zygote:
                 pass
             while True:
                 try:
-                    if os.waitpid(-1, os.WNOHANG)[0] == 0:
-                        return
+                    reaped, _, usage = os.wait4(-1, os.WNOHANG)
                 except ChildProcessError:
-                    return
+                    return cpu_s
+                if reaped == 0:
+                    return cpu_s
+                cpu_s += usage.ru_utime + usage.ru_stime
         # As PID 1 we are immune to kill(-1), and every orphan becomes our child.
         while True:
             try:
                 os.kill(-1, signal.SIGKILL)
             except ProcessLookupError:
-                return
+                return cpu_s
             while True:
                 try:
-                    os.waitpid(-1, 0)
+                    _, _, usage = os.wait4(-1, 0)
                 except ChildProcessError:
                     break
+                cpu_s += usage.ru_utime + usage.ru_stime
 
     def _test_process(self, request, descriptors, workdir):
         """The forked test process: confine itself, run the program, exit. Never returns."""
@@ -609,11 +618,13 @@ class Zygote:
         """As root: become the unprivileged test uid. In a user namespace: drop every
         capability. Either way no exec can gain privileges back."""
         uid = self.test_uid
-        if uid is not None:
-            os.setgroups([])
-            os.setresgid(uid, uid, uid)
-            os.setresuid(uid, uid, uid)  # clears every capability
-        _drop_capabilities()
+        if uid is None:
+            _drop_capabilities()
+            return
+        os.setgroups([])
+        os.setresgid(uid, uid, uid)
+        os.setresuid(uid, uid, uid)  # from root to no root: clears every capability
+        _prctl(PR_SET_NO_NEW_PRIVS, 1)
 
 
 def _oom_kills():
@@ -651,7 +662,8 @@ def _empty(path):
     """Remove what is in the directory `path`, whatever a test left there: permissions
     taken away, directories thousands of levels deep (each is moved up to `path` before it
     is emptied, so paths stay short and one descriptor at a time is open). Mount points
-    stay, and so does anything that cannot go."""
+    stay, and so does anything that cannot go. Called when no process of the test is left,
+    so nothing appears meanwhile: another pass is made only for what was moved up."""
     try:
         top = os.open(path, os.O_RDONLY | os.O_DIRECTORY)
     except OSError:
@@ -659,35 +671,35 @@ def _empty(path):
     try:
         device = os.fstat(top).st_dev
         moved = 0
-        progress = True
-        while progress:
-            progress = False
-            for name in os.listdir(top):
+        again = True
+        while again:
+            again = False
+            for entry in list(os.scandir(top)):
                 try:
-                    status = os.stat(name, dir_fd=top, follow_symlinks=False)
-                    if not stat.S_ISDIR(status.st_mode):
-                        os.unlink(name, dir_fd=top)
-                        progress = True
+                    if not entry.is_dir(follow_symlinks=False):
+                        os.unlink(entry.name, dir_fd=top)
                         continue
-                    if status.st_dev != device:
+                    if entry.stat(follow_symlinks=False).st_dev != device:
                         continue  # a mount point: a library bound here
-                    os.chmod(name, 0o700, dir_fd=top)
-                    inner = os.open(name, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW, dir_fd=top)
+                    os.chmod(entry.name, 0o700, dir_fd=top)
+                    flags = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW
+                    inner = os.open(entry.name, flags, dir_fd=top)
                     try:
-                        for child in os.listdir(inner):
-                            if stat.S_ISDIR(
-                                os.stat(child, dir_fd=inner, follow_symlinks=False).st_mode
-                            ):
+                        for child in list(os.scandir(inner)):
+                            if child.is_dir(follow_symlinks=False):
                                 moved += 1
+                                again = True
                                 os.rename(
-                                    child, f".emptied-{moved}", src_dir_fd=inner, dst_dir_fd=top
+                                    child.name,
+                                    f".emptied-{moved}",
+                                    src_dir_fd=inner,
+                                    dst_dir_fd=top,
                                 )
                             else:
-                                os.unlink(child, dir_fd=inner)
+                                os.unlink(child.name, dir_fd=inner)
                     finally:
                         os.close(inner)
-                    os.rmdir(name, dir_fd=top)
-                    progress = True
+                    os.rmdir(entry.name, dir_fd=top)
                 except OSError:
                     pass
     finally:
@@ -773,10 +785,17 @@ def _drain(fd, chunks, budget):
 
 def _set_limits(request, nproc):
     cpu = request["cpu_s"]
+    memory = request["memory_bytes"]
+    # The stack a `python3` gets (the inherited soft limit, 8 MB if none), up to the memory
+    # limit: a stack as large as the address space lets C recursion run until the timeout
+    # where python3 crashes, and leaves exec-ed programs no room for threads' stacks.
+    stack = resource.getrlimit(resource.RLIMIT_STACK)[0]
+    if stack == resource.RLIM_INFINITY:
+        stack = DEFAULT_STACK_BYTES
     limits = {
         resource.RLIMIT_CPU: (cpu, cpu + 1),
-        resource.RLIMIT_AS: request["memory_bytes"],
-        resource.RLIMIT_STACK: request["memory_bytes"],
+        resource.RLIMIT_AS: memory,
+        resource.RLIMIT_STACK: (min(stack, memory), memory),
         resource.RLIMIT_FSIZE: request["file_bytes"],
         resource.RLIMIT_CORE: 0,
     }

@@ -64,11 +64,28 @@ def test_run_with_limits(files):
         (["run", "--program", "add.py", "--tests", "bad.json"], "not valid JSON"),
         (["run", "--program", "add.py", "--tests", "mismatched.json"], "one output per input"),
         (["run", "--program", "add.py"], "--tests"),
-        (["run", "--program", "add.py", "--tests", "tests.json", "--time-limit", "x"], "invalid"),
         (
-            ["run", "--program", "add.py", "--tests", "tests.json", "--time-limit", "-1"],
-            "time_limit_s must be a positive number",
+            ["run", "--program", "add.py", "--tests", "tests.json", "--time-limit", "x"],
+            "argument --time-limit: not a number: 'x'",
         ),
+        *(
+            (
+                ["run", "--program", "add.py", "--tests", "tests.json", "--time-limit", value],
+                "argument --time-limit: must be a number of seconds above 0 and at most 3600",
+            )
+            for value in ("-1", "0", "inf", "nan", "1e300", "1e7")
+        ),
+        (
+            ["run", "--program", "add.py", "--tests", "tests.json", "--memory-mb", "1e14"],
+            "argument --memory-mb: not a whole number: '1e14'",
+        ),
+        (
+            ["run", "--program", "add.py", "--tests", "tests.json", "--memory-mb", "10" * 7],
+            "argument --memory-mb: must be between 16 and 1048576 MB",
+        ),
+        (["run", "--program", "add.py", "--tests", "deep.json"], "deep.json: JSON nested too"),
+        (["run", "--program", "add.py", "--tests", "none.json"], "at least one test"),
+        (["run", "--program", "add.py", "--tests", "surrogate.json"], "lone surrogate"),
         (["batch", "--jobs", "missing.jsonl"], "cannot read missing.jsonl"),
         (["batch", "--jobs", "x", "--workers", "0"], "sandbox.workers must be positive"),
         (["frobnicate"], "invalid choice"),
@@ -77,6 +94,9 @@ def test_run_with_limits(files):
 def test_bad_arguments_exit_2_with_one_line(files, args, message):
     (files / "bad.json").write_text("{not json")
     (files / "mismatched.json").write_text('{"input": ["1"], "output": []}')
+    (files / "deep.json").write_text("[" * 100_000 + "]" * 100_000)
+    (files / "none.json").write_text('{"input": [], "output": []}')
+    (files / "surrogate.json").write_text('{"input": ["\\ud800"], "output": ["1"]}')
     done = cli(*args, cwd=files)
     assert done.returncode == 2
     assert done.stdout == ""
@@ -132,3 +152,29 @@ def test_a_utf8_program_with_a_bom_runs(tmp_path):
     (tmp_path / "t.json").write_text(json.dumps({"input": [""], "output": ["42"]}))
     done = cli("run", "--program", "p.py", "--tests", "t.json", cwd=tmp_path)
     assert json.loads(done.stdout)["passed"] is True
+
+
+def test_bad_lines_of_a_batch_are_reported_and_the_rest_still_runs(files):
+    good = {"program": "print(1)", "tests": {"input": [""], "output": ["1"]}}
+    bad = {
+        "deep": "[" * 100_000 + "]" * 100_000,
+        "surrogate": json.dumps({**good, "tests": {"input": ["\ud800"], "output": ["1"]}}),
+        "no tests": json.dumps({**good, "tests": {"input": [], "output": []}}),
+        "bool limit": json.dumps({**good, "time_limit_s": True}),
+        "huge limit": json.dumps({**good, "time_limit_s": 1e300}),
+        "string flag": json.dumps({**good, "stop_on_first_failure": "no"}),
+        "float memory": json.dumps({**good, "memory_mb": 1e14}),
+    }
+    lines = [json.dumps({**good, "id": "first"}), *bad.values(), json.dumps({**good, "id": "last"})]
+    (files / "jobs.jsonl").write_text("\n".join(lines) + "\n")
+    done = cli("batch", "--jobs", "jobs.jsonl", cwd=files)
+    assert done.returncode == 0, done.stderr
+    results = [json.loads(line) for line in done.stdout.splitlines()]
+    assert len(results) == len(lines)
+    assert results[0]["passed"] and results[-1]["passed"]
+    messages = [r["error"] for r in results[1:-1]]
+    expected = ["nested too deeply", "lone surrogate", "at least one test", "time_limit_s must",
+                "time_limit_s must", "stop_on_first_failure must be true or false",
+                "memory_mb must be a whole number"]  # fmt: skip
+    for message, want, number in zip(messages, expected, range(2, 9), strict=True):
+        assert message.startswith(f"line {number}: ") and want in message, message

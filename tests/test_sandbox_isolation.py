@@ -694,3 +694,17 @@ def test_no_program_breaks_its_servers_cleanup(one_server, program, capfd):
     assert run_one(one_server, "print(6 * 7)", "", "42").verdict == "passed"
     assert server.process.pid == pid  # the same server: nothing crashed, none restarted
     assert "Traceback" not in capfd.readouterr().err
+
+
+def test_cpu_time_of_children_never_waited_for_counts(one_server):
+    program = """
+    import os, time
+    for _ in range(4):
+        if os.fork() == 0:
+            while True:
+                pass
+    time.sleep(1.5)  # not CPU time of its own; its children spin meanwhile
+    print("done")
+    """
+    result = run_one(one_server, program, "", "done", time_limit_s=1.0)
+    assert result.verdict == "timeout"

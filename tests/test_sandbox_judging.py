@@ -239,3 +239,28 @@ def test_an_mmap_over_the_memory_limit_is_memory_exceeded(sandbox):
 def test_an_oserror_that_is_not_about_memory_stays_a_runtime_error(sandbox):
     result = run_one(sandbox, "open('/nonexistent/file')")
     assert result.verdict == "runtime_error"
+
+
+def test_c_recursion_that_crashes_python_crashes_here_too(sandbox):
+    program = textwrap.dedent("""
+    import sys
+    sys.setrecursionlimit(10**7)
+    nested = []
+    for _ in range(10**6):
+        nested = [nested]
+    print(len(repr(nested)))
+    """)
+    assert _plain_python(program, "").returncode == -11  # SIGSEGV: the C stack is 8 MB
+    result = run_one(sandbox, program, memory_mb=1024, time_limit_s=5)
+    assert result.verdict == "runtime_error"
+    assert result.time_s < 5
+
+
+def test_a_program_a_test_starts_can_start_threads(sandbox):
+    program = textwrap.dedent("""
+    import subprocess, sys
+    child = "import threading; t = threading.Thread(target=print, args=('hi',)); t.start()"
+    print(subprocess.run([sys.executable, "-c", child], capture_output=True, text=True).stdout)
+    """)
+    result = run_one(sandbox, program, "", "hi", memory_mb=1024)
+    assert result.verdict == "passed", result.stderr
