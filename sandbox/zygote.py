@@ -294,7 +294,8 @@ def _build_root_view(new_root, paths, scratch_mb, report):
     _mount("tmpfs", new_root, "tmpfs", MS_NOSUID | MS_NODEV, "size=1m,mode=0755")
     bound = []
     in_scratch = set()
-    for path in sorted(set(paths), key=len):
+    # Directories before links to them (/usr before /lib -> usr/lib), shortest first.
+    for path in sorted(set(paths), key=lambda path: (os.path.islink(path), len(path), path)):
         if not path.startswith("/"):
             continue
         real = os.path.realpath(path)
