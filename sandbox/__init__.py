@@ -21,9 +21,9 @@ allows unprivileged user namespaces); the README's threat model has the details:
   processes and threads (RLIMIT_NPROC on the tests' uid, or per server namespace),
   stdout and stderr size;
 - leftovers: /tmp (with the working directory) and /dev/shm are emptied after each
-  test, SysV IPC goes with the test's IPC namespace, and every process a test started is
-  killed when it ends, daemonized grandchildren and processes that ignore SIGTERM
-  included;
+  test, SysV IPC goes with the test's IPC namespace, the kernel keyrings (a uid's, in no
+  namespace) are refused by a seccomp filter, and every process a test started is killed
+  when it ends, daemonized grandchildren and processes that ignore SIGTERM included;
 - secrets in the environment: the server and the tests get a scrubbed environment;
 - the network: tests are in an empty network namespace (not even loopback is up);
 - programs that close their file descriptors or kill their parent: the server never
@@ -36,9 +36,10 @@ What it does not protect against:
 - side channels and CPU contention between tests on the same machine;
 - memory summed over a test's process tree: the address-space limit is per process;
 - tampering with assertion tests: an assertion script runs in the program's own process
-  (as in every HumanEval harness), so a program can patch what the assertions call. The
-  script is never on disk for the program to read, but stdin/stdout tests, whose
-  expected outputs never enter the sandbox, are the ones to reward training with.
+  (as in every HumanEval harness), so a program can patch what the assertions call. A
+  test passes only if the script ran to its end (no early exit(0)), and it is never on
+  disk, but stdin/stdout tests, whose expected outputs never enter the sandbox, are the
+  ones to reward training with.
 
 As root inside a user namespace that maps only root there is no process cap (the kernel
 exempts the host's root from RLIMIT_NPROC): isolation='namespaces' refuses, 'auto' warns.

@@ -167,11 +167,13 @@ class ForkServer:
 
     def _read_exactly(self, fd: int, size: int, deadline: float) -> bytes:
         parts = []
+        waiting = select.poll()  # not select(): descriptors past 1024 (many workers)
+        waiting.register(fd, select.POLLIN)
         while size:
             remaining = deadline - time.monotonic()
             if remaining <= 0:
                 raise ServerDied("it stopped answering")
-            if not select.select([fd], [], [], remaining)[0]:
+            if not waiting.poll(remaining * 1000):
                 continue
             data = os.read(fd, size)
             if not data:
@@ -302,6 +304,7 @@ class Sandbox:
             wall_s=raw["wall_s"],
             stopped_for=raw["stopped_for"],
             out_of_memory=raw["out_of_memory"],
+            completed=raw["completed"],
         )
         return self._result(
             verdict(outcome, expected, job.time_limit_s),

@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 ISOLATION_MODES = ("auto", "namespaces", "none")
+MAX_FILE_MB = 16 * 1024
+"""The largest `max_file_mb`: /tmp and /dev/shm, 4 times it each, live in memory."""
 
 
 class SandboxConfigError(ValueError):
@@ -41,6 +44,28 @@ class SandboxConfig:
         if self.isolation not in ISOLATION_MODES:
             raise SandboxConfigError(
                 f"sandbox.isolation {self.isolation!r} is not one of {', '.join(ISOLATION_MODES)}"
+            )
+        for name in (
+            "workers",
+            "max_processes",
+            "max_file_mb",
+            "max_stdout_bytes",
+            "max_stderr_bytes",
+            "keep_chars",
+        ):
+            value = getattr(self, name)
+            if not isinstance(value, int) or isinstance(value, bool):
+                raise SandboxConfigError(f"sandbox.{name} must be a whole number, got {value!r}")
+        for name in ("wall_time_factor", "wall_time_grace_s", "job_timeout_margin_s"):
+            value = getattr(self, name)
+            if not isinstance(value, (int, float)) or isinstance(value, bool):
+                raise SandboxConfigError(f"sandbox.{name} must be a number, got {value!r}")
+            if not math.isfinite(value):
+                raise SandboxConfigError(f"sandbox.{name} must be finite, got {value!r}")
+        if self.max_file_mb > MAX_FILE_MB:
+            raise SandboxConfigError(
+                f"sandbox.max_file_mb must be at most {MAX_FILE_MB} (it sizes /tmp and "
+                f"/dev/shm, held in memory), got {self.max_file_mb!r}"
             )
         positive = {
             "workers": self.workers,

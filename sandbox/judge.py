@@ -69,6 +69,8 @@ class Outcome:
     """Why the fork server stopped the test early: `timeout`, `output`, or None."""
     out_of_memory: bool = False
     """The program ended on a MemoryError or ENOMEM, or the kernel's OOM killer ended it."""
+    completed: bool = False
+    """The program, then the assertion script if any, ran to their end (no early exit)."""
 
 
 def verdict(outcome: Outcome, expected_output: str | None, time_limit_s: float) -> str:
@@ -85,6 +87,10 @@ def verdict(outcome: Outcome, expected_output: str | None, time_limit_s: float) 
         return "memory_exceeded"
     if outcome.exit_code != 0:
         return "runtime_error"
-    if expected_output is None or outputs_match(expected_output, outcome.stdout):
+    if expected_output is None:
+        # An assertion test passes when its script ran to the end: a program that exits
+        # with status 0 before it (exit(0), os._exit(0)) skipped the assertions.
+        return "passed" if outcome.completed else "runtime_error"
+    if outputs_match(expected_output, outcome.stdout):
         return "passed"
     return "wrong_answer"

@@ -97,6 +97,11 @@ class TestSet:
     def __post_init__(self) -> None:
         if self.kind not in (STDIO, ASSERTIONS):
             raise JobError(f"test kind {self.kind!r} is not one of {STDIO!r}, {ASSERTIONS!r}")
+        for name in ("inputs", "outputs"):
+            value = getattr(self, name)
+            if not isinstance(value, (tuple, list)):  # a string would be one test per char
+                raise JobError(f"test {name} must be a list of strings, got {type(value).__name__}")
+            object.__setattr__(self, name, tuple(value))
         if not all(isinstance(text, str) for text in (*self.inputs, *self.outputs)):
             raise JobError("every test input and output must be a string")
         for name, texts in (("input", self.inputs), ("output", self.outputs)):
@@ -119,6 +124,8 @@ class TestSet:
         """Read `{"input": [...], "output": [...]}` (CodeContests) or `{"assertions": [...]}`."""
         if not isinstance(obj, dict):
             raise JobError(f"tests must be a JSON object, got {type(obj).__name__}")
+        if "assertions" in obj and ("input" in obj or "output" in obj):
+            raise JobError('tests have "assertions" and "input"/"output": one kind per job')
         if "assertions" in obj:
             scripts = obj["assertions"]
             if not isinstance(scripts, list):

@@ -47,9 +47,13 @@ PROGRAM_FILE = "solution.py"
 tracebacks show source lines."""
 TEST_FILE = "test.py"
 """An assertion script's file name in tracebacks (it is not on disk: programs could read it)."""
-MEMORY_FD = 3
-"""A test process's descriptor (closed on exec) on which it reports running out of memory:
-a MemoryError, or an OSError ENOMEM (an mmap over the limit), that ended the program."""
+REPORT_FD = 3
+"""A test process's descriptor (closed on exec) on which it reports how the program ended:
+OUT_OF_MEMORY, and COMPLETED once every code object (the program, then an assertion
+script) ran to its end, which an early `exit(0)` or `os._exit(0)` never reaches."""
+OUT_OF_MEMORY = b"m"
+"""A MemoryError, or an OSError ENOMEM (an mmap over the limit), ended the program."""
+COMPLETED = b"c"
 INTERNAL_ERROR_EXIT = 70
 """Exit status of a test process that the sandbox itself failed to set up."""
 DEFAULT_STACK_BYTES = 8 << 20
@@ -77,6 +81,17 @@ PR_SET_CHILD_SUBREAPER = 36
 PR_SET_NO_NEW_PRIVS = 38
 SYS_MOUNT_SETATTR = 442  # the same on x86_64 and in the generic table (arm64)
 PIVOT_ROOT_SYSCALLS = {"x86_64": 155, "aarch64": 41, "riscv64": 41, "ppc64le": 203, "s390x": 217}
+PR_SET_SECCOMP = 22
+SECCOMP_MODE_FILTER = 2
+SECCOMP_RET_ALLOW = 0x7FFF0000
+SECCOMP_RET_ERRNO = 0x00050000
+KEYRING_SYSCALLS = {
+    # machine: (audit arch, add_key, request_key, keyctl, and the x32 ABI's numbers too)
+    "x86_64": (0xC000003E, (248, 249, 250, 0x40000000 + 248, 0x40000000 + 249, 0x40000000 + 250)),
+    "aarch64": (0xC00000B7, (217, 218, 219)),
+}
+"""Kernel keyrings belong to a uid and no namespace holds them: a key a test adds would
+outlive it, for the next test of its server's uid to read."""
 AT_FDCWD = -100
 AT_RECURSIVE = 0x8000
 MOUNT_ATTR_RDONLY = 0x1
@@ -98,6 +113,9 @@ DEVICE_LINKS = {
 RLIMITS = tuple(name for name in dir(resource) if name.startswith("RLIMIT_"))
 READONLY_PROC = ("sys", "sysrq-trigger")
 """Kernel settings under /proc that a fresh proc mount would leave writable to root."""
+SCRATCH_INODES = 65536
+"""Files and directories a test may make in each of /tmp and /dev/shm: enough for any
+program, and few enough to empty in about a second (millions took 10 s and more)."""
 SCRATCH_MOUNTS = ("/tmp", "/dev/shm")
 """The tests' writable places: tmpfs mounts of the fork server's, emptied after each test."""
 WORKDIR = "/tmp/test"
@@ -202,6 +220,44 @@ class _CapHeader(ctypes.Structure):
 
 class _CapData(ctypes.Structure):
     _fields_ = [(name, ctypes.c_uint32) for name in ("effective", "permitted", "inheritable")]
+
+
+class _SockFilter(ctypes.Structure):
+    _fields_ = [
+        ("code", ctypes.c_uint16),
+        ("jt", ctypes.c_uint8),
+        ("jf", ctypes.c_uint8),
+        ("k", ctypes.c_uint32),
+    ]
+
+
+class _SockFprog(ctypes.Structure):
+    _fields_ = [("len", ctypes.c_ushort), ("filter", ctypes.POINTER(_SockFilter))]
+
+
+def _refuse_keyrings(report):
+    """Make the keyring system calls fail with EPERM, for us and every test we fork (a
+    seccomp filter, inherited: no cost per test); a warning where the numbers are unknown."""
+    known = KEYRING_SYSCALLS.get(os.uname().machine)
+    if known is None:
+        report["warnings"].append("tests can keep keys in the kernel's keyrings (no filter here)")
+        return
+    arch, numbers = known
+    load, jump_equal, give = 0x20, 0x15, 0x06  # BPF_LD|W|ABS, BPF_JMP|JEQ|K, BPF_RET|K
+    count = len(numbers)
+    program = [
+        (load, 0, 0, 4),  # seccomp_data.arch
+        (jump_equal, 1, 0, arch),
+        (give, 0, 0, SECCOMP_RET_ALLOW),  # another ABI: its numbers differ
+        (load, 0, 0, 0),  # seccomp_data.nr
+        *((jump_equal, count - index, 0, number) for index, number in enumerate(numbers)),
+        (give, 0, 0, SECCOMP_RET_ALLOW),
+        (give, 0, 0, SECCOMP_RET_ERRNO | errno.EPERM),
+    ]
+    filters = (_SockFilter * len(program))(*(_SockFilter(*step) for step in program))
+    fprog = _SockFprog(len(program), filters)
+    mode, unused = ctypes.c_ulong(SECCOMP_MODE_FILTER), ctypes.c_ulong(0)
+    _check(_libc.prctl(PR_SET_SECCOMP, mode, ctypes.byref(fprog), unused, unused), "seccomp")
 
 
 def _drop_capabilities():
@@ -337,9 +393,8 @@ def _build_root_view(new_root, paths, scratch_mb, report):
         report["warnings"].append(f"the file system stays writable to tests ({exc})")
     # Mounted after the tree went read-only, so that these two stay writable.
     for top in SCRATCH_MOUNTS:
-        _mount(
-            "tmpfs", new_root + top, "tmpfs", MS_NOSUID | MS_NODEV, f"size={scratch_mb}m,mode=1777"
-        )
+        options = f"size={scratch_mb}m,nr_inodes={SCRATCH_INODES},mode=1777"
+        _mount("tmpfs", new_root + top, "tmpfs", MS_NOSUID | MS_NODEV, options)
     for real in under_scratch:
         _make_parents(new_root, real)
         os.mkdir(new_root + real, 0o755)
@@ -422,6 +477,7 @@ def enter_namespaces(config, control_fds):
     _mount("none", "/", "", MS_REC | MS_PRIVATE)
     paths = [*HOST_SYSTEM_PATHS, *sys.path, *config["python_paths"], *config["library_paths"]]
     _build_root_view(config["scratch"], paths, config["max_file_mb"] * 4, report)
+    _refuse_keyrings(report)
     # Tests of a user namespace share our uid; not being dumpable keeps them from ptrace.
     _prctl(PR_SET_DUMPABLE, 0)
     return report
@@ -488,9 +544,9 @@ class Zygote:
             ),
         )
         self.oom_kills = _oom_kills()
-        # Where test processes say they ran out of memory; drained after every test.
-        self.memory_r, self.memory_w = os.pipe()
-        os.set_blocking(self.memory_r, False)
+        # Where test processes say how their program ended; drained after every test.
+        self.report_r, self.report_w = os.pipe()
+        os.set_blocking(self.report_r, False)
 
     def run(self, request):
         """Run one test as `request` describes; return how it ended (raw, unjudged)."""
@@ -514,11 +570,12 @@ class Zygote:
         started = time.monotonic()
         pid = os.fork()
         if pid == 0:
-            self._test_process(request, (stdin_fd, out_w, err_w, self.memory_w), workdir)
+            self._test_process(request, (stdin_fd, out_w, err_w, self.report_w), workdir)
         for fd in (stdin_fd, out_w, err_w):
             os.close(fd)
         try:
             outcome = _supervise(pid, out_r, err_r, started + request["wall_s"], request)
+            outcome["wall_s"] = time.monotonic() - started  # the test's, not our cleanup's
         finally:
             leftover_cpu_s = self._kill_leftovers(pid)
             os.close(out_r)
@@ -529,21 +586,25 @@ class Zygote:
             else:
                 _empty(workdir)
                 _rmdir(workdir)
-        outcome["out_of_memory"] = self._ran_out_of_memory(outcome)
+        report = self._drain_report()
+        outcome["completed"] = COMPLETED in report
+        outcome["out_of_memory"] = self._ran_out_of_memory(OUT_OF_MEMORY in report, outcome)
         outcome["cpu_s"] += leftover_cpu_s  # the whole tree's, waited for or not
-        outcome["wall_s"] = time.monotonic() - started
         # Tests that share our uid (in a user namespace) could lower our limits or nice us.
         outcome["server_changed"] = self.test_uid is None and _own_settings() != self.settings
         return outcome
 
-    def _ran_out_of_memory(self, outcome):
-        """Whether the program said so before it ended, or the kernel's OOM killer ended it."""
-        said = False
+    def _drain_report(self):
+        """What the test's processes wrote on REPORT_FD (all of them are gone by now)."""
+        parts = []
         while True:
             try:
-                said = bool(os.read(self.memory_r, READ_CHUNK)) or said
+                parts.append(os.read(self.report_r, READ_CHUNK))
             except BlockingIOError:
-                break
+                return b"".join(parts)
+
+    def _ran_out_of_memory(self, said, outcome):
+        """Whether the program said so before it ended, or the kernel's OOM killer ended it."""
         if said or outcome["signal"] != signal.SIGKILL or outcome["stopped_for"]:
             return said
         # A SIGKILL we did not send: the OOM killer's if its count went up meanwhile.
@@ -585,12 +646,12 @@ class Zygote:
         """The forked test process: confine itself, run the program, exit. Never returns."""
         status = INTERNAL_ERROR_EXIT
         try:
-            stdin_fd, out_w, err_w, memory_w = descriptors
+            stdin_fd, out_w, err_w, report_w = descriptors
             os.dup2(stdin_fd, 0)
             os.dup2(out_w, 1)
             os.dup2(err_w, 2)
-            os.dup2(memory_w, MEMORY_FD, inheritable=False)
-            os.closerange(MEMORY_FD + 1, 1 << 16)
+            os.dup2(report_w, REPORT_FD, inheritable=False)
+            os.closerange(REPORT_FD + 1, 1 << 16)
             if self.namespaced:
                 # SysV IPC objects the test makes go with its last process.
                 _unshare(CLONE_NEWIPC)
@@ -611,7 +672,7 @@ class Zygote:
             )
             sys.stdin, sys.stdout, sys.stderr = self.stdio
             sys.__stdin__, sys.__stdout__, sys.__stderr__ = self.stdio
-            status = _run_program(request["codes"])
+            status = _run_program(tuple(request["codes"]), self.stdio)
         finally:
             _exit(status)
 
@@ -810,7 +871,7 @@ def _set_limits(request, nproc):
         resource.setrlimit(which, (soft, hard))
 
 
-def _run_program(codes):
+def _run_program(codes, stdio):
     """Execute the program (then a test script) as `__main__`, like `python solution.py`."""
     module = types.ModuleType("__main__")
     module.__file__ = PROGRAM_FILE
@@ -826,6 +887,7 @@ def _run_program(codes):
             for thread in threading.enumerate():
                 if thread is not threading.main_thread() and not thread.daemon:
                     thread.join()
+        _report(COMPLETED)
         status = 0
     except SystemExit as exc:
         status = _exit_status(exc.code)
@@ -833,17 +895,23 @@ def _run_program(codes):
         _print_traceback(exc)
         status = 1
         if isinstance(exc, MemoryError) or getattr(exc, "errno", None) == errno.ENOMEM:
-            try:
-                os.write(MEMORY_FD, b"m")
-            except OSError:
-                pass  # the program closed it: judged a runtime error
+            _report(OUT_OF_MEMORY)
     atexit._run_exitfuncs()
-    for stream in (sys.stdout, sys.stderr):
+    # What the program set as sys.stdout and sys.stderr (None, or objects of its own),
+    # then the real streams, which nothing flushes at os._exit.
+    for stream in (sys.stdout, sys.stderr, *stdio[1:]):
         try:
             stream.flush()
-        except (OSError, ValueError):
+        except Exception:
             pass
     return status
+
+
+def _report(what):
+    try:
+        os.write(REPORT_FD, what)
+    except OSError:
+        pass  # the program closed it: judged as if it had not happened
 
 
 class _Quitter:
@@ -867,7 +935,8 @@ def _exit_status(code):
     if code is None:
         return 0
     if isinstance(code, int):
-        return code & 0xFF
+        # As CPython: a status beyond a C long is -1, i.e. 255.
+        return code & 0xFF if -(2**63) <= code < 2**63 else 0xFF
     print(code, file=sys.stderr)
     return 1
 

@@ -68,7 +68,9 @@ def test_float_tolerance_is_absolute_1e5():
 
 
 def _outcome(**fields):
-    base = dict(exit_code=0, signal=None, stdout="", stderr="", cpu_s=0.1, wall_s=0.1)
+    base = dict(
+        exit_code=0, signal=None, stdout="", stderr="", cpu_s=0.1, wall_s=0.1, completed=True
+    )
     return Outcome(**{**base, **fields})
 
 
@@ -93,6 +95,8 @@ def _outcome(**fields):
         ({"stopped_for": "timeout", "exit_code": None, "signal": 9}, "42", "timeout"),
         ({"stopped_for": "output", "exit_code": None, "signal": 9}, "42", "output_exceeded"),
         ({}, None, "passed"),
+        ({"completed": False}, None, "runtime_error"),  # exited before the assertions ran
+        ({"completed": False, "stdout": "42"}, "42", "passed"),  # stdio: an exit(0) is fine
         ({"exit_code": 1}, None, "runtime_error"),
     ],
 )

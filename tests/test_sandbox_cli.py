@@ -178,3 +178,19 @@ def test_bad_lines_of_a_batch_are_reported_and_the_rest_still_runs(files):
                 "memory_mb must be a whole number"]  # fmt: skip
     for message, want, number in zip(messages, expected, range(2, 9), strict=True):
         assert message.startswith(f"line {number}: ") and want in message, message
+
+
+def test_the_python_api_refuses_tests_that_are_not_lists_of_strings():
+    from sandbox import JobError, SandboxConfig, SandboxConfigError, TestSet
+
+    with pytest.raises(JobError, match="must be a list of strings, got str"):
+        TestSet("stdio", "21", "42")  # would be two tests, "2" and "1"
+    with pytest.raises(JobError, match="must be a list of strings, got NoneType"):
+        TestSet("stdio", None, None)
+    with pytest.raises(JobError, match="one kind per job"):
+        TestSet.from_json({"assertions": ["assert True"], "input": [""], "output": [""]})
+    assert TestSet("stdio", ["1"], ["2"]).inputs == ("1",)
+    for bad in ({"workers": 1.5}, {"keep_chars": 1.5}, {"wall_time_grace_s": float("nan")},
+                {"max_file_mb": 10**9}, {"max_processes": True}):  # fmt: skip
+        with pytest.raises(SandboxConfigError, match=f"sandbox.{next(iter(bad))}"):
+            SandboxConfig(**bad)

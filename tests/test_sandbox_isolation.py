@@ -708,3 +708,36 @@ def test_cpu_time_of_children_never_waited_for_counts(one_server):
     """
     result = run_one(one_server, program, "", "done", time_limit_s=1.0)
     assert result.verdict == "timeout"
+
+
+def test_a_test_cannot_make_more_files_than_the_server_can_quickly_remove(one_server):
+    program = """
+    import os
+    made = 0
+    try:
+        while True:
+            os.mkdir(f"/tmp/d{made}")
+            made += 1
+    except OSError as exc:
+        print(made, exc.errno)
+    """
+    made, error = run_one(one_server, program, time_limit_s=10).stdout.split()
+    assert int(error) == 28 and int(made) < 70_000  # ENOSPC: out of inodes
+    assert run_one(one_server, "print(6 * 7)", "", "42").verdict == "passed"
+
+
+def test_kernel_keyrings_are_out_of_a_tests_reach(one_server):
+    """Keyrings belong to a uid, not a namespace: a key would outlive the test."""
+    if os.uname().machine not in ("x86_64", "aarch64"):
+        pytest.skip("the keyring filter knows x86_64 and aarch64")
+    program = """
+    import ctypes
+    libc = ctypes.CDLL(None, use_errno=True)
+    libc.syscall.restype = ctypes.c_long
+    number = {"x86_64": 248, "aarch64": 217}[__import__("os").uname().machine]  # add_key
+    added = libc.syscall(number, b"user", b"rlef-key", b"secret", 6, -4)  # the user keyring
+    print(added, ctypes.get_errno())
+    """
+    assert run_one(one_server, program).stdout == "-1 1\n"  # EPERM
+    users = Path("/proc/key-users").read_text()
+    assert f"{one_server.isolation['test_uid']}:" not in users

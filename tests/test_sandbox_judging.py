@@ -264,3 +264,38 @@ def test_a_program_a_test_starts_can_start_threads(sandbox):
     """)
     result = run_one(sandbox, program, "", "hi", memory_mb=1024)
     assert result.verdict == "passed", result.stderr
+
+
+# --- found by a red team (issue 19) ---------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "ending", ["import sys\nsys.exit(0)", "import os\nos._exit(0)", "exit()", "raise SystemExit"]
+)
+def test_a_program_that_exits_before_the_assertions_run_does_not_pass(sandbox, ending):
+    program = f"def add(a, b):\n    return a - b\n{ending}\n"
+    tests = TestSet("assertions", ("assert add(2, 2) == 4",))
+    assert sandbox.run(Job(program, tests)).tests[0].verdict == "runtime_error"
+    right = "def add(a, b):\n    return a + b\n"
+    assert sandbox.run(Job(right, tests)).passed
+
+
+@pytest.mark.parametrize(
+    "program",
+    [
+        "import sys\nsys.stderr = None\nprint(42)",
+        "import sys\nprint(42)\nsys.stdout = None",
+        "import sys\nclass Sink:\n    def write(self, text): pass\nprint(42)\nsys.stdout = Sink()",
+    ],
+)
+def test_streams_the_program_replaced_do_not_turn_a_right_answer_wrong(sandbox, program):
+    assert _plain_python(program, "").stdout == b"42\n"
+    result = run_one(sandbox, program, "", "42")
+    assert result.verdict == "passed", result
+
+
+@pytest.mark.parametrize("status", ["2**100", "2**63", "-2**100"])
+def test_an_exit_status_beyond_a_c_long_is_a_runtime_error_as_in_python(sandbox, status):
+    program = f"print(42)\nraise SystemExit({status})"
+    assert _plain_python(program, "").returncode == 255
+    assert run_one(sandbox, program, "", "42").verdict == "runtime_error"
