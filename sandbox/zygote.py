@@ -878,6 +878,7 @@ def _run_program(codes, stdio):
     module.__builtins__ = builtins
     sys.modules["__main__"] = module
     sys.argv = [PROGRAM_FILE]
+    sys.path.insert(0, os.getcwd())  # the program's directory, as for `python3 solution.py`
     atexit._clear()
     try:
         for code in codes:
@@ -931,6 +932,18 @@ class _Quitter:
         raise SystemExit(code)
 
 
+class _Helper:
+    """`help`, as `site` makes it: pydoc's, imported when called."""
+
+    def __repr__(self):
+        return "Type help() for interactive help, or help(object) for help about object."
+
+    def __call__(self, *args, **kwds):
+        import pydoc
+
+        return pydoc.help(*args, **kwds)
+
+
 def _exit_status(code):
     if code is None:
         return 0
@@ -947,7 +960,14 @@ def _print_traceback(exc):
     while tb is not None and tb.tb_frame.f_code.co_filename not in (PROGRAM_FILE, TEST_FILE):
         tb = tb.tb_next
     exc.__traceback__ = tb
+    hook = sys.excepthook  # the program may have set its own, which python3 would call
     try:
+        if hook is not sys.__excepthook__:
+            try:
+                hook(type(exc), exc, tb)
+                return
+            except Exception:
+                pass
         sys.__excepthook__(type(exc), exc, tb)  # the interpreter's own, in C: no imports
     except MemoryError:
         sys.stderr.write(f"{type(exc).__name__}\n")
@@ -971,6 +991,7 @@ def main():
         sys.exit(1)
     sys.path.extend(config["library_paths"])
     builtins.exit, builtins.quit = _Quitter("exit"), _Quitter("quit")
+    builtins.help = _Helper()
     zygote = Zygote(config, report)
     send(control_out, {"ready": True, "isolation": report})
     while True:

@@ -179,7 +179,11 @@ def _plain_python(program: str, stdin: str) -> subprocess.CompletedProcess:
         path = Path(where) / "solution.py"
         path.write_text(program, encoding="utf-8")
         return subprocess.run(
-            [sys.executable, str(path)], input=stdin.encode(), capture_output=True, timeout=30
+            [sys.executable, str(path)],
+            input=stdin.encode(),
+            capture_output=True,
+            timeout=30,
+            cwd=where,  # in its own directory, as the sandbox runs it
         )
 
 
@@ -299,3 +303,26 @@ def test_an_exit_status_beyond_a_c_long_is_a_runtime_error_as_in_python(sandbox,
     program = f"print(42)\nraise SystemExit({status})"
     assert _plain_python(program, "").returncode == 255
     assert run_one(sandbox, program, "", "42").verdict == "runtime_error"
+
+
+def test_a_module_the_program_writes_next_to_itself_imports_as_in_python(sandbox):
+    program = "open('helper.py', 'w').write('X = 42\\n')\nimport helper\nprint(helper.X)"
+    assert _plain_python(program, "").stdout == b"42\n"
+    assert run_one(sandbox, program, "", "42").verdict == "passed"
+
+
+def test_the_programs_own_excepthook_is_called_as_in_python(sandbox):
+    program = textwrap.dedent("""
+    import sys
+    sys.excepthook = lambda kind, value, trace: print("hooked", kind.__name__)
+    raise ValueError("x")
+    """)
+    assert _plain_python(program, "").stdout == b"hooked ValueError\n"
+    result = run_one(sandbox, program)
+    assert result.stdout == "hooked ValueError\n" and result.verdict == "runtime_error"
+
+
+def test_help_exists_as_in_python(sandbox):
+    program = "print(callable(help), 'help' in repr(help))"
+    assert _plain_python(program, "").stdout == b"True True\n"
+    assert run_one(sandbox, program, "", "True True").verdict == "passed"
