@@ -74,21 +74,25 @@ def test_address_space_limit(sandbox):
     assert ok.verdict == "passed"
 
 
-def test_fork_bomb_is_capped_and_cleaned_up(small):
-    program = """
+def _fork_bomb(forks: int, sleep_s: int) -> str:
+    """A program that forks `forks` sleeping children, or as many as it may; prints how many."""
+    return f"""
     import os, time
     started = 0
     try:
-        for _ in range(200):
+        for _ in range({forks}):
             if os.fork() == 0:
-                time.sleep(60)
+                time.sleep({sleep_s})
                 os._exit(0)
             started += 1
     except OSError:
         pass
     print(started)
     """
-    result = run_one(small, program)
+
+
+def test_fork_bomb_is_capped_and_cleaned_up(small):
+    result = run_one(small, _fork_bomb(200, 60))
     assert result.verdict == "wrong_answer"
     assert 0 < int(result.stdout) < small.config.max_processes
     # The next test of the server finds no process left but itself and the server.
@@ -544,19 +548,7 @@ def test_servers_starting_at_once_all_get_the_process_cap():
         thread.start()
     for thread in threads:
         thread.join()
-    bomb = """
-    import os, time
-    children = 0
-    try:
-        for _ in range(40):
-            if os.fork() == 0:
-                time.sleep(2)
-                os._exit(0)
-            children += 1
-    except OSError:
-        pass
-    print(children)
-    """
+    bomb = _fork_bomb(40, 2)
     try:
         assert not errors, errors
         if not boxes[0].isolation["namespaces"]:
