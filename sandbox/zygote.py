@@ -401,6 +401,14 @@ def _build_root_view(new_root, paths, scratch_mb, report):
         _bind(real, new_root + real)
         _remount_readonly(new_root + real)
     _pivot_root(new_root)
+    # The directories above those libraries: emptied after each test, never moved away.
+    return {parent for real in under_scratch for parent in _parents_in_scratch(real)}
+
+
+def _parents_in_scratch(path):
+    """The directories between a scratch mount and `path`, e.g. /tmp/a for /tmp/a/b."""
+    parts = path.strip("/").split("/")
+    return {"/" + "/".join(parts[:end]) for end in range(2, len(parts))}
 
 
 def _remount_readonly(path, locked=0):
@@ -476,7 +484,9 @@ def enter_namespaces(config, control_fds):
     _prctl(PR_SET_PDEATHSIG, signal.SIGKILL)
     _mount("none", "/", "", MS_REC | MS_PRIVATE)
     paths = [*HOST_SYSTEM_PATHS, *sys.path, *config["python_paths"], *config["library_paths"]]
-    _build_root_view(config["scratch"], paths, config["max_file_mb"] * 4, report)
+    report["keep_in_scratch"] = _build_root_view(
+        config["scratch"], paths, config["max_file_mb"] * 4, report
+    )
     _refuse_keyrings(report)
     # Tests of a user namespace share our uid; not being dumpable keeps them from ptrace.
     _prctl(PR_SET_DUMPABLE, 0)
@@ -513,8 +523,9 @@ def _isolate(config, control_fds):
 class Zygote:
     """Runs one test per request; lives in the isolated process."""
 
-    def __init__(self, config, isolation):
+    def __init__(self, config, isolation, keep_in_scratch):
         self.namespaced = isolation["namespaces"]
+        self.keep_in_scratch = keep_in_scratch
         self.test_uid = isolation["test_uid"]
         self.scratch = config["scratch"]
         if isolation["process_cap"] == "none":
@@ -582,9 +593,9 @@ class Zygote:
             os.close(err_r)
             if self.namespaced:
                 for top in SCRATCH_MOUNTS:
-                    _empty(top)
+                    _empty(top, self.keep_in_scratch)
             else:
-                _empty(workdir)
+                _empty(workdir, set())
                 _rmdir(workdir)
         report = self._drain_report()
         outcome["completed"] = COMPLETED in report
@@ -720,12 +731,14 @@ def _memory_file(data, scratch):
     return fd
 
 
-def _empty(path):
+def _empty(path, keep):
     """Remove what is in the directory `path`, whatever a test left there: permissions
     taken away, directories thousands of levels deep (each is moved up to `path` before it
-    is emptied, so paths stay short and one descriptor at a time is open). Mount points
-    stay, and so does anything that cannot go. Called when no process of the test is left,
-    so nothing appears meanwhile: another pass is made only for what was moved up."""
+    is emptied, so paths stay short and one descriptor at a time is open). Directories in
+    `keep` (those leading to a library bound under /tmp) are emptied in place, not moved;
+    mount points stay, and so does anything that cannot go. Called when no process of the
+    test is left, so nothing appears meanwhile: another pass is made only for what was
+    moved up."""
     try:
         top = os.open(path, os.O_RDONLY | os.O_DIRECTORY)
     except OSError:
@@ -741,6 +754,9 @@ def _empty(path):
                     if not entry.is_dir(follow_symlinks=False):
                         os.unlink(entry.name, dir_fd=top)
                         continue
+                    if f"{path}/{entry.name}" in keep:
+                        _empty(f"{path}/{entry.name}", keep)
+                        continue
                     if entry.stat(follow_symlinks=False).st_dev != device:
                         continue  # a mount point: a library bound here
                     os.chmod(entry.name, 0o700, dir_fd=top)
@@ -750,13 +766,13 @@ def _empty(path):
                         for child in list(os.scandir(inner)):
                             if child.is_dir(follow_symlinks=False):
                                 moved += 1
-                                again = True
                                 os.rename(
                                     child.name,
                                     f".emptied-{moved}",
                                     src_dir_fd=inner,
                                     dst_dir_fd=top,
                                 )
+                                again = True  # only for a move that happened
                             else:
                                 os.unlink(child.name, dir_fd=inner)
                     finally:
@@ -992,7 +1008,7 @@ def main():
     sys.path.extend(config["library_paths"])
     builtins.exit, builtins.quit = _Quitter("exit"), _Quitter("quit")
     builtins.help = _Helper()
-    zygote = Zygote(config, report)
+    zygote = Zygote(config, report, report.pop("keep_in_scratch", set()))
     send(control_out, {"ready": True, "isolation": report})
     while True:
         request = receive(control_in)
