@@ -116,6 +116,7 @@ def main(argv: list[str] | None = None) -> None:
         sandbox.run_many(jobs[: args.workers])  # warm-up: servers started, caches hot
         judgements, ours = timed(sandbox.run_many, jobs)
         isolation = "namespaces" if sandbox.isolation["namespaces"] else "NONE (fallback)"
+        isolation += f", memory cap: {sandbox.isolation['memory_cap']}"
     with tempfile.TemporaryDirectory() as scratch, ThreadPoolExecutor(args.workers) as pool:
         baseline, theirs = timed(
             lambda: list(pool.map(lambda job: fresh_interpreter_verdicts(job, scratch), jobs))

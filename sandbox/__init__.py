@@ -16,10 +16,10 @@ allows unprivileged user namespaces); the README's threat model has the details:
   file), a /proc of their own with /proc/sys read-only, a /dev of null, zero, full,
   random, urandom; a plain user's tests share its uid, and a server whose limits or
   priority a test changed is replaced;
-- runaway resources: CPU time (of the whole process tree), wall-clock time, address
-  space, stack (as python3 gets it), file size,
-  processes and threads (RLIMIT_NPROC on the tests' uid, or per server namespace),
-  stdout and stderr size;
+- runaway resources: CPU time and memory (of the whole process tree, memory by a
+  cgroup per server, /tmp and /dev/shm included), wall-clock time, address space per
+  process, stack (as python3 gets it), file size, processes and threads (RLIMIT_NPROC
+  on the tests' uid, or per server namespace), stdout and stderr size;
 - leftovers: /tmp (with the working directory) and /dev/shm are emptied after each
   test, SysV IPC goes with the test's IPC namespace, the kernel keyrings (a uid's, in no
   namespace) are refused by a seccomp filter, and every process a test started is killed
@@ -34,7 +34,8 @@ What it does not protect against:
   around the whole job for hostile code);
 - reading what the view shows (/etc, the Python installation);
 - side channels and CPU contention between tests on the same machine;
-- memory summed over a test's process tree: the address-space limit is per process;
+- memory summed over a test's process tree where no memory cgroup can be made (a
+  plain user without delegation): the isolation report's `memory_cap` says `rlimit`;
 - tampering with assertion tests: an assertion script runs in the program's own process
   (as in every HumanEval harness), so a program can patch what the assertions call. A
   test passes only if the script ran to its end (no early exit(0)), and it is never on

@@ -27,7 +27,7 @@ from dataclasses import asdict
 from pathlib import Path
 from types import CodeType
 
-from . import zygote
+from . import cgroup, zygote
 from .config import SandboxConfig
 from .judge import Outcome, verdict
 from .records import ASSERTIONS, Job, Judgement, TestResult
@@ -80,6 +80,7 @@ class ForkServer:
         self.process: subprocess.Popen | None = None
         self.isolation: dict = {}
         self._scratch: str | None = None
+        self._cgroup: cgroup.MemoryCgroup | None = None
         self.start()
 
     def start(self) -> None:
@@ -97,6 +98,7 @@ class ForkServer:
     def _start(self, isolation: str, reason: str = "") -> None:
         # Without namespaces the tests' directories; with them, where the root view is built.
         self._scratch = tempfile.mkdtemp(prefix="rlef-sandbox-")
+        self._cgroup, no_cgroup = cgroup.make()
         settings = {
             **asdict(self.config),
             "isolation": isolation,
@@ -104,6 +106,8 @@ class ForkServer:
             "scratch": self._scratch,
             "library_paths": _library_paths(),
             "python_paths": _python_paths(),
+            "memory_cgroup": self._cgroup.files() if self._cgroup is not None else None,
+            "memory_cgroup_missing": no_cgroup,
         }
         self.process = subprocess.Popen(
             [sys.executable, "-I", "-S", str(ZYGOTE_SCRIPT), marshal.dumps(settings).hex()],
@@ -143,6 +147,9 @@ class ForkServer:
         if self._scratch is not None:
             shutil.rmtree(self._scratch, ignore_errors=True)
             self._scratch = None
+        if self._cgroup is not None:
+            cgroup.remove(self._cgroup)
+            self._cgroup = None
 
     def restart(self) -> None:
         self.stop()

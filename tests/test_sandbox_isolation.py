@@ -539,6 +539,81 @@ def test_sysv_shared_memory_goes_with_the_test(one_server):
     assert run_one(one_server, look).stdout == "1\n"  # the header line alone
 
 
+NO_MEMORY_CGROUP = "no memory cgroup here (not root, or no memory controller handed down)"
+
+
+def _memory_hogs(children: int, megabytes: int) -> str:
+    """A program whose `children` processes each touch `megabytes` MB and hold it a while;
+    prints the exit statuses the parent saw."""
+    return f"""
+    import os, time
+    children = []
+    for _ in range({children}):
+        pid = os.fork()
+        if pid == 0:
+            block = bytearray({megabytes} << 20)
+            block[::4096] = b"x" * len(block[::4096])  # every page, really in memory
+            time.sleep(1)
+            os._exit(0)
+        children.append(pid)
+    print([os.waitstatus_to_exitcode(os.waitpid(pid, 0)[1]) for pid in children])
+    """
+
+
+@pytest.mark.parametrize("isolation", ["auto", "none"])
+def test_the_memory_limit_holds_for_a_tests_whole_process_tree(isolation):
+    with Sandbox(SandboxConfig(workers=1, isolation=isolation)) as box:
+        if box.isolation["memory_cap"] != "cgroup":
+            pytest.skip(NO_MEMORY_CGROUP)
+        # Four processes of 150 MB, each under a limit of 256 MB, together over it.
+        over = run_one(box, _memory_hogs(4, 150), "", "[0, 0, 0, 0]", memory_mb=256)
+        assert over.verdict == "memory_exceeded"
+        under = run_one(box, _memory_hogs(4, 30), "", "[0, 0, 0, 0]", memory_mb=256)
+        assert under.verdict == "passed"
+
+
+def test_what_a_test_keeps_in_tmp_counts_as_its_memory(one_server):
+    """/tmp and /dev/shm are memory: what is written there is charged to the test."""
+    if one_server.isolation["memory_cap"] != "cgroup":
+        pytest.skip(NO_MEMORY_CGROUP)
+    program = """
+    for index in range(6):  # 6 files of 60 MB, each under the file size limit
+        place = ("/tmp", "/dev/shm")[index % 2]
+        with open(f"{place}/big-{index}", "wb") as f:
+            f.write(b"x" * (60 << 20))
+    print("written")
+    """
+    assert run_one(one_server, program, memory_mb=128, time_limit_s=5).verdict == (
+        "memory_exceeded"
+    )
+    assert run_one(one_server, program, memory_mb=1024, time_limit_s=5).stdout == "written\n"
+
+
+def test_a_self_kill_is_not_taken_for_another_tests_memory_death(one_server):
+    """The OOM killer ends a test of another sandbox meanwhile: this test's SIGKILL is
+    still its own doing (the count that tells is its cgroup's, not the machine's)."""
+    if one_server.isolation["memory_cap"] != "cgroup":
+        pytest.skip(NO_MEMORY_CGROUP)
+    suicide = "import os, signal, time\ntime.sleep(0.3)\nos.kill(os.getpid(), signal.SIGKILL)"
+    with Sandbox(SandboxConfig(workers=1)) as other:
+        hog = threading.Thread(
+            target=lambda: [run_one(other, _memory_hogs(4, 100), memory_mb=128) for _ in range(3)]
+        )
+        hog.start()
+        verdicts = [run_one(one_server, suicide).verdict for _ in range(4)]
+        hog.join()
+        assert run_one(other, _memory_hogs(4, 100), memory_mb=128).verdict == "memory_exceeded"
+    assert verdicts == ["runtime_error"] * 4
+
+
+def test_a_lower_memory_limit_holds_right_after_a_test_that_used_much(one_server):
+    if one_server.isolation["memory_cap"] != "cgroup":
+        pytest.skip(NO_MEMORY_CGROUP)
+    assert run_one(one_server, _memory_hogs(2, 300), memory_mb=1024).stdout == "[0, 0]\n"
+    assert run_one(one_server, _memory_hogs(2, 40), memory_mb=64).verdict == "memory_exceeded"
+    assert run_one(one_server, "print(6 * 7)", "", "42", memory_mb=64).verdict == "passed"
+
+
 def test_servers_starting_at_once_all_get_the_process_cap():
     boxes, errors = [], []
 
@@ -558,6 +633,7 @@ def test_servers_starting_at_once_all_get_the_process_cap():
         assert not errors, errors
         if not boxes[0].isolation["namespaces"]:
             pytest.skip(NAMESPACES)
+        cgroups = [server._cgroup for box in boxes for server in box._servers]
         for box in boxes:
             for server in box._servers:
                 assert server.isolation["process_cap"] != "none"
@@ -565,6 +641,10 @@ def test_servers_starting_at_once_all_get_the_process_cap():
     finally:
         for box in boxes:
             box.close()
+    # Each server had a memory cgroup of its own, and its maker removed it.
+    made = [group.path for group in cgroups if group is not None]
+    assert len(set(made)) == len(made)
+    assert not [path for path in made if os.path.exists(path)]
 
 
 def test_without_a_process_cap_namespaces_refuses_and_auto_warns(tmp_path):
@@ -593,41 +673,55 @@ def test_without_a_process_cap_namespaces_refuses_and_auto_warns(tmp_path):
     assert json.loads(second.split("\n", 1)[1])["passed"] is True
 
 
+SYSTEM_PYTHON = Path("/usr/bin/python3")
+PLAIN_UID = 23456
+
+
+def _as_plain_user(script: str, *wrapper: str) -> subprocess.CompletedProcess:
+    """Run `script` with the system Python as a plain user (through `wrapper`, a command
+    such as `unshare --user --map-root-user`), on a copy of the package it can read."""
+    if os.geteuid() != 0 or shutil.which("setpriv") is None or not SYSTEM_PYTHON.exists():
+        pytest.skip("needs root (to become a plain user), setpriv and /usr/bin/python3")
+    where = Path(tempfile.mkdtemp(prefix="rlef-unprivileged-"))  # world-traversable
+    try:
+        shutil.copytree(Path(__file__).parents[1] / "sandbox", where / "sandbox")
+        (where / "run.py").write_text(textwrap.dedent(script))
+        for path in (where, *where.rglob("*")):
+            path.chmod(0o755)
+        become = ["setpriv", f"--reuid={PLAIN_UID}", f"--regid={PLAIN_UID}", "--clear-groups"]
+        done = subprocess.run(
+            [*become, *wrapper, str(SYSTEM_PYTHON), "run.py"],
+            cwd=where,
+            env={"PATH": "/usr/bin:/bin"},
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
+    finally:
+        shutil.rmtree(where)
+    if "cannot isolate tests" in done.stderr and "process cap" not in done.stderr:
+        pytest.skip("this kernel refuses user namespaces to plain users")
+    return done
+
+
 def test_unprivileged_a_test_that_lowers_its_servers_limits_gets_it_replaced():
     """Run by a plain user, tests share the server's uid and can reach its limits: the
     server notices and is replaced before the next test."""
-    system_python = Path("/usr/bin/python3")
-    if os.geteuid() != 0 or shutil.which("setpriv") is None or not system_python.exists():
-        pytest.skip("needs root (to become a plain user), setpriv and /usr/bin/python3")
-    # Readable by the plain user: a copy of the package, in a world-traversable directory.
-    where = Path(tempfile.mkdtemp(prefix="rlef-unprivileged-"))
-    try:
-        shutil.copytree(Path(__file__).parents[1] / "sandbox", where / "sandbox")
-        (where / "run.py").write_text(
-            textwrap.dedent("""
-            from sandbox import Job, Sandbox, SandboxConfig, TestSet
-            attack = "import resource\\nresource.prlimit(1, resource.RLIMIT_NOFILE, (64, 64))"
-            innocent = "files = [open('/dev/null') for _ in range(200)]\\nprint(len(files))"
-            with Sandbox(SandboxConfig(isolation="namespaces")) as box:
-                print(box.isolation["test_uid"])
-                for program in (attack, innocent):
-                    job = Job(program, TestSet("stdio", ("",), ("200",)), 5.0, 512)
-                    print(box.run(job).tests[0].verdict)
-            """)
-        )
-        for path in (where, *where.rglob("*")):
-            path.chmod(0o755)
-        done = subprocess.run(
-            ["setpriv", "--reuid=23456", "--regid=23456", "--clear-groups",
-             str(system_python), "run.py"],
-            cwd=where, env={"PATH": "/usr/bin:/bin"}, capture_output=True, text=True, timeout=60,
-        )  # fmt: skip
-    finally:
-        shutil.rmtree(where)
-    if "cannot isolate tests" in done.stderr:
-        pytest.skip("this kernel refuses user namespaces to plain users")
-    assert done.stdout.split() == ["None", "wrong_answer", "passed"], done.stderr
+    done = _as_plain_user("""
+        from sandbox import Job, Sandbox, SandboxConfig, TestSet
+        attack = "import resource\\nresource.prlimit(1, resource.RLIMIT_NOFILE, (64, 64))"
+        innocent = "files = [open('/dev/null') for _ in range(200)]\\nprint(len(files))"
+        with Sandbox(SandboxConfig(isolation="namespaces")) as box:
+            print(box.isolation["test_uid"], box.isolation["memory_cap"])
+            for program in (attack, innocent):
+                job = Job(program, TestSet("stdio", ("",), ("200",)), 5.0, 512)
+                print(box.run(job).tests[0].verdict)
+        """)
+    test_uid, memory_cap, *verdicts = done.stdout.split()
+    assert (test_uid, verdicts) == ("None", ["wrong_answer", "passed"]), done.stderr
     assert "changed its fork server's limits" in done.stderr
+    # A plain user may have no memory cgroup to make: the warning says what that costs.
+    assert memory_cap == "cgroup" or "memory limit holds per process only" in done.stderr
 
 
 def test_a_python_in_a_venv_under_tmp_is_whole_inside(tmp_path):
