@@ -42,8 +42,9 @@ What it does not protect against:
   disk, but stdin/stdout tests, whose expected outputs never enter the sandbox, are the
   ones to reward training with.
 
-As root inside a user namespace that maps only root there is no process cap (the kernel
-exempts the host's root from RLIMIT_NPROC): isolation='namespaces' refuses, 'auto' warns.
+Where the host's root runs inside a user namespace that maps only root there is no
+process cap (the kernel exempts the host's root from RLIMIT_NPROC, in any namespace):
+isolation='namespaces' refuses, 'auto' warns. A rootless container keeps it.
 Without namespaces (a kernel or container that refuses them, or isolation='none') tests
 still run in child processes under the same rlimits, but with network access, a writable
 file system, no process cap and no guarantee against daemonized leftovers; the sandbox

@@ -724,6 +724,28 @@ def test_unprivileged_a_test_that_lowers_its_servers_limits_gets_it_replaced():
     assert memory_cap == "cgroup" or "memory limit holds per process only" in done.stderr
 
 
+def test_the_root_of_a_rootless_container_keeps_the_process_cap():
+    """Root of a user namespace that a plain user made: not the host's root, so
+    RLIMIT_NPROC binds it, and isolation='namespaces' starts with the cap."""
+    if shutil.which("unshare") is None:
+        pytest.skip("needs util-linux unshare")
+    done = _as_plain_user(
+        f"""
+        from sandbox import Job, Sandbox, SandboxConfig, TestSet
+        bomb = {textwrap.dedent(_fork_bomb(40, 2))!r}
+        with Sandbox(SandboxConfig(isolation="namespaces", max_processes=8)) as box:
+            print(box.isolation["process_cap"])
+            print(box.run(Job(bomb, TestSet("stdio", ("",), ("",)), 5.0, 512)).tests[0].stdout)
+        """,
+        "unshare",
+        "--user",
+        "--map-root-user",
+    )
+    cap, started = done.stdout.split()
+    assert cap == "rlimit", done.stderr
+    assert 0 < int(started) < 8
+
+
 def test_a_python_in_a_venv_under_tmp_is_whole_inside(tmp_path):
     """The view shows the interpreter's own files even where /tmp is the tests' scratch:
     its executable runs, its site-packages import."""
