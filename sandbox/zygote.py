@@ -1017,6 +1017,11 @@ def _run_program(codes, stdio):
     module = types.ModuleType("__main__")
     module.__file__ = PROGRAM_FILE
     module.__builtins__ = builtins
+    # What this interpreter gives a script besides: the server is one, run as __main__.
+    module.__cached__ = None
+    module.__loader__ = type(__loader__)("__main__", PROGRAM_FILE)
+    if "__annotations__" in globals():
+        module.__annotations__ = {}
     sys.modules["__main__"] = module
     sys.argv = [PROGRAM_FILE]
     sys.path.insert(0, os.getcwd())  # the program's directory, as for `python3 solution.py`

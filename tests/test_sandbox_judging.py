@@ -326,3 +326,13 @@ def test_help_exists_as_in_python(sandbox):
     program = "print(callable(help), 'help' in repr(help))"
     assert _plain_python(program, "").stdout == b"True True\n"
     assert run_one(sandbox, program, "", "True True").verdict == "passed"
+
+
+def test_the_programs_module_has_the_names_a_script_gets_in_python(sandbox):
+    program = textwrap.dedent("""
+    print(sorted(globals()), __cached__, __spec__, __package__)
+    import inspect
+    print(inspect.getsource(inspect.currentframe()).splitlines()[0])
+    """)
+    expected = _plain_python(program, "").stdout.decode()
+    assert run_one(sandbox, program, "", expected).stdout == expected
