@@ -22,8 +22,9 @@ allows unprivileged user namespaces); the README's threat model has the details:
   on the tests' uid, or per server namespace), stdout and stderr size;
 - leftovers: /tmp (with the working directory) and /dev/shm are emptied after each
   test, SysV IPC goes with the test's IPC namespace, the kernel keyrings (a uid's, in no
-  namespace) are refused by a seccomp filter, and every process a test started is killed
-  when it ends, daemonized grandchildren and processes that ignore SIGTERM included;
+  namespace) and user namespaces of a test's own are refused by a seccomp filter, and
+  every process a test started is killed when it ends, daemonized grandchildren and
+  processes that ignore SIGTERM included;
 - secrets in the environment: the server and the tests get a scrubbed environment;
 - the network: tests are in an empty network namespace (not even loopback is up);
 - programs that close their file descriptors or kill their parent: the server never

@@ -11,7 +11,8 @@ Every fork server gets a cgroup of its own, made with one `mkdir` of a name no o
 take (the caller's pid and random bytes) and removed by whoever made it, after killing
 what is left in it: servers starting or stopping at once never touch each other's. The
 fork server stays outside it (its own memory is not a test's); each test process joins
-it as it starts. A caller that is killed leaves its cgroups empty behind.
+it as it starts. A caller that is killed leaves its cgroups behind, empty: the next
+caller to make one in the same place removes those whose maker is gone.
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ from __future__ import annotations
 import errno
 import logging
 import os
+import re
 import secrets
 import signal
 import time
@@ -81,7 +83,7 @@ def hierarchies(proc_cgroup: str, mountinfo: str) -> list[tuple[int, str]]:
         fields, rest = fields.split(), rest.split()
         if len(fields) < 5 or len(rest) < 3:
             continue
-        root, mount_point, fstype = fields[3], fields[4], rest[0]
+        root, mount_point, fstype = _unescape(fields[3]), _unescape(fields[4]), rest[0]
         if fstype == "cgroup" and "memory" in rest[2].split(","):
             version = 1
         elif fstype == "cgroup2":
@@ -95,6 +97,12 @@ def hierarchies(proc_cgroup: str, mountinfo: str) -> list[tuple[int, str]]:
         if relative != os.pardir and not relative.startswith(os.pardir + os.sep):
             found.append((version, os.path.normpath(os.path.join(mount_point, relative))))
     return sorted(found)
+
+
+def _unescape(field: str) -> str:
+    """A mountinfo path as it is: the kernel writes space, tab, newline and backslash as
+    octal escapes (`\\040`)."""
+    return re.sub(r"\\([0-7]{3})", lambda match: chr(int(match.group(1), 8)), field)
 
 
 def _delegates_memory(directory: str) -> bool:
@@ -131,6 +139,7 @@ def make() -> tuple[MemoryCgroup | None, str]:
         return None, "this process is in no cgroup hierarchy with the memory controller"
     reasons = []
     for version, parent in parents:
+        _remove_abandoned(parent)
         while True:
             path = f"{parent}/{NAME_PREFIX}{os.getpid()}-{secrets.token_hex(6)}"
             try:
@@ -142,6 +151,26 @@ def make() -> tuple[MemoryCgroup | None, str]:
                 reasons.append(f"cannot make a cgroup in {parent}: {exc.strerror}")
                 break
     return None, "; ".join(reasons)
+
+
+def _remove_abandoned(parent: str) -> None:
+    """Remove the empty cgroups that callers killed before they could left in `parent`:
+    those whose maker (the pid in their name) is not alive. One whose maker lives, or
+    with a process in it, is never touched (a pid reused since makes one stay)."""
+    try:
+        names = os.listdir(parent)
+    except OSError:
+        return
+    for name in names:
+        maker = name.removeprefix(NAME_PREFIX).split("-")[0]
+        if not name.startswith(NAME_PREFIX) or not maker.isdigit():
+            continue
+        if os.path.exists(f"/proc/{maker}"):
+            continue
+        try:
+            os.rmdir(f"{parent}/{name}")  # fails on a cgroup with a process in it
+        except OSError:
+            pass
 
 
 def _kill_members(cgroup: MemoryCgroup) -> None:

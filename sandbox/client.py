@@ -138,18 +138,23 @@ class ForkServer:
             warn_once(warning)
 
     def stop(self) -> None:
-        if self.process is not None:
-            self.process.kill()
-            self.process.wait()
-            self.process.stdin.close()
-            self.process.stdout.close()
-            self.process = None
-        if self._scratch is not None:
-            shutil.rmtree(self._scratch, ignore_errors=True)
-            self._scratch = None
-        if self._cgroup is not None:
-            cgroup.remove(self._cgroup)
-            self._cgroup = None
+        try:
+            if self.process is not None:
+                self.process.kill()
+                self.process.wait()
+                for pipe in (self.process.stdin, self.process.stdout):
+                    try:
+                        pipe.close()
+                    except OSError:
+                        pass  # a request still buffered for a server that is gone
+                self.process = None
+        finally:
+            if self._scratch is not None:
+                shutil.rmtree(self._scratch, ignore_errors=True)
+                self._scratch = None
+            if self._cgroup is not None:
+                cgroup.remove(self._cgroup)
+                self._cgroup = None
 
     def restart(self) -> None:
         self.stop()
@@ -299,8 +304,12 @@ class Sandbox:
                 "runtime_error", 0.0, "", "sandbox: the test broke its fork server twice"
             )
         if raw["server_changed"]:
-            # The test reached its server (same uid) and changed what later tests inherit.
-            logger.warning("sandbox: a test changed its fork server's limits; restarting it")
+            # The test reached its server (same uid) and changed what later tests inherit,
+            # or left scratch files that cleanup could not remove.
+            logger.warning(
+                "sandbox: a test changed its fork server's limits or left files it could "
+                "not remove; restarting it"
+            )
             server.restart()
         outcome = Outcome(
             exit_code=raw["exit_code"],

@@ -65,6 +65,8 @@ INTERNAL_ERROR_EXIT = 70
 DEFAULT_STACK_BYTES = 8 << 20
 """A test's stack limit when the server's is unlimited (glibc's default thread stack)."""
 READ_CHUNK = 1 << 16
+LIMIT_RETRY_S = 2.0
+"""How long lowering a cgroup's memory limit is retried while memory is being freed."""
 FRAME_HEADER = 4
 
 CLONE_NEWNS = 0x00020000
@@ -91,13 +93,20 @@ PR_SET_SECCOMP = 22
 SECCOMP_MODE_FILTER = 2
 SECCOMP_RET_ALLOW = 0x7FFF0000
 SECCOMP_RET_ERRNO = 0x00050000
-KEYRING_SYSCALLS = {
-    # machine: (audit arch, add_key, request_key, keyctl, and the x32 ABI's numbers too)
-    "x86_64": (0xC000003E, (248, 249, 250, 0x40000000 + 248, 0x40000000 + 249, 0x40000000 + 250)),
-    "aarch64": (0xC00000B7, (217, 218, 219)),
+X32 = 0x40000000
+"""x86_64's x32 ABI: the same audit arch, syscall numbers with this bit set."""
+REFUSED_SYSCALLS = {
+    # machine: (audit arch, keyrings: add_key, request_key, keyctl; clone, unshare; clone3)
+    "x86_64": (0xC000003E, (248, 249, 250), (56, 272), 435),
+    "aarch64": (0xC00000B7, (217, 218, 219), (220, 97), 435),
 }
-"""Kernel keyrings belong to a uid and no namespace holds them: a key a test adds would
-outlive it, for the next test of its server's uid to read."""
+"""What the seccomp filter refuses (`_install_syscall_filter`). Kernel keyrings belong to
+a uid and no namespace holds them: a key a test adds would outlive it, for the next test
+of its server's uid to read. A user namespace of a test's own would give it capabilities
+there (a network namespace with loopback up, mounts): memory that its cgroup does not
+count (TCP buffers) and more kernel surface; clone and unshare are refused it, and clone3,
+whose flags seccomp cannot read, fails with ENOSYS, so that the C library falls back to
+clone."""
 AT_FDCWD = -100
 AT_RECURSIVE = 0x8000
 MOUNT_ATTR_RDONLY = 0x1
@@ -241,25 +250,43 @@ class _SockFprog(ctypes.Structure):
     _fields_ = [("len", ctypes.c_ushort), ("filter", ctypes.POINTER(_SockFilter))]
 
 
-def _refuse_keyrings(report):
-    """Make the keyring system calls fail with EPERM, for us and every test we fork (a
-    seccomp filter, inherited: no cost per test); a warning where the numbers are unknown."""
-    known = KEYRING_SYSCALLS.get(os.uname().machine)
+def _install_syscall_filter(report):
+    """Refuse what `REFUSED_SYSCALLS` lists, and every syscall of another ABI (i386 on
+    x86_64), for us and every test we fork (a seccomp filter, inherited: no cost per
+    test); a warning where the numbers are unknown."""
+    known = REFUSED_SYSCALLS.get(os.uname().machine)
     if known is None:
-        report["warnings"].append("tests can keep keys in the kernel's keyrings (no filter here)")
+        report["warnings"].append(
+            "tests can keep keys in the kernel's keyrings and make user namespaces "
+            "(no syscall filter for this machine)"
+        )
         return
-    arch, numbers = known
-    load, jump_equal, give = 0x20, 0x15, 0x06  # BPF_LD|W|ABS, BPF_JMP|JEQ|K, BPF_RET|K
-    count = len(numbers)
+    arch, keyrings, namespacing, clone3 = known
+    extra_abi = X32 if arch == REFUSED_SYSCALLS["x86_64"][0] else 0
+    load, jump_equal, jump_set, give = 0x20, 0x15, 0x45, 0x06  # BPF_LD|W|ABS, JEQ, JSET, RET
+    refuse = SECCOMP_RET_ERRNO | errno.EPERM
     program = [
         (load, 0, 0, 4),  # seccomp_data.arch
         (jump_equal, 1, 0, arch),
-        (give, 0, 0, SECCOMP_RET_ALLOW),  # another ABI: its numbers differ
+        (give, 0, 0, refuse),  # another ABI: none of its calls
         (load, 0, 0, 0),  # seccomp_data.nr
-        *((jump_equal, count - index, 0, number) for index, number in enumerate(numbers)),
-        (give, 0, 0, SECCOMP_RET_ALLOW),
-        (give, 0, 0, SECCOMP_RET_ERRNO | errno.EPERM),
     ]
+    for base in {0, extra_abi}:
+        for number in keyrings:
+            program += [(jump_equal, 0, 1, base + number), (give, 0, 0, refuse)]
+        program += [
+            (jump_equal, 0, 1, base + clone3),
+            (give, 0, 0, SECCOMP_RET_ERRNO | errno.ENOSYS),
+        ]
+        for number in namespacing:
+            program += [
+                (jump_equal, 0, 4, base + number),
+                (load, 0, 0, 16),  # the flags: args[0], low 32 bits
+                (jump_set, 0, 1, CLONE_NEWUSER),
+                (give, 0, 0, refuse),
+                (give, 0, 0, SECCOMP_RET_ALLOW),
+            ]
+    program.append((give, 0, 0, SECCOMP_RET_ALLOW))
     filters = (_SockFilter * len(program))(*(_SockFilter(*step) for step in program))
     fprog = _SockFprog(len(program), filters)
     mode, unused = ctypes.c_ulong(SECCOMP_MODE_FILTER), ctypes.c_ulong(0)
@@ -511,7 +538,7 @@ def enter_namespaces(config, control_fds):
     report["keep_in_scratch"] = _build_root_view(
         config["scratch"], paths, config["max_file_mb"] * 4, report
     )
-    _refuse_keyrings(report)
+    _install_syscall_filter(report)
     # Tests of a user namespace share our uid; not being dumpable keeps them from ptrace.
     _prctl(PR_SET_DUMPABLE, 0)
     return report
@@ -564,7 +591,10 @@ class MemoryCgroup:
         os.write(self.fds["procs"], b"0")
 
     def set_limit(self, memory_bytes):
-        """Bound the memory of the processes in the cgroup, swap included."""
+        """Bound the memory of the processes in the cgroup, swap included. Lowering it
+        fails while the cgroup holds more that cannot be reclaimed (a test's SysV memory
+        is freed a moment after its IPC namespace): retried for `LIMIT_RETRY_S`, then
+        IsolationError."""
         if memory_bytes == self.limit_bytes:
             return
         value = str(memory_bytes).encode()
@@ -577,8 +607,23 @@ class MemoryCgroup:
         else:
             writes = [("swap_limit", value), ("limit", value)]
         for role, data in writes:
-            os.write(self.fds[role], data)
+            self._write(role, data)
         self.limit_bytes = memory_bytes
+
+    def _write(self, role, data):
+        deadline = time.monotonic() + LIMIT_RETRY_S
+        pause = 0.001
+        while True:
+            try:
+                os.write(self.fds[role], data)
+                return
+            except OSError as exc:
+                if exc.errno != errno.EBUSY or time.monotonic() > deadline:
+                    raise IsolationError(
+                        exc.errno, f"cannot set the tests' memory limit: {exc.strerror}"
+                    ) from None
+            time.sleep(pause)
+            pause = min(2 * pause, 0.1)
 
     def oom_kills(self):
         """How many of the cgroup's processes the kernel's OOM killer has killed."""
@@ -647,6 +692,10 @@ class Zygote:
             self.nproc = config["max_processes"] + 2
         self.count = 0
         self.settings = _own_settings()
+        # What the scratch mounts hold between tests: the directories leading to libraries.
+        self.scratch_between_tests = {
+            top: set(os.listdir(top)) for top in (SCRATCH_MOUNTS if self.namespaced else ())
+        }
         self.replaced_stdio = ()
         # Made once here, so test processes need not build their own: fds 0-2 are
         # replaced under them in each test process before use.
@@ -713,8 +762,14 @@ class Zygote:
         outcome["completed"] = COMPLETED in report
         outcome["out_of_memory"] = self._ran_out_of_memory(OUT_OF_MEMORY in report, outcome)
         outcome["cpu_s"] += leftover_cpu_s  # the whole tree's, waited for or not
-        # Tests that share our uid (in a user namespace) could lower our limits or nice us.
-        outcome["server_changed"] = self.test_uid is None and _own_settings() != self.settings
+        # Tests that share our uid (in a user namespace) could lower our limits or nice us;
+        # and what cleanup could not remove would reach the next test.
+        changed = self.test_uid is None and _own_settings() != self.settings
+        left = any(
+            not set(os.listdir(top)) <= between
+            for top, between in self.scratch_between_tests.items()
+        )
+        outcome["server_changed"] = changed or left
         return outcome
 
     def _drain_report(self):
@@ -858,12 +913,12 @@ def _memory_file(data, scratch):
 
 def _empty(path, keep):
     """Remove what is in the directory `path`, whatever a test left there: permissions
-    taken away, directories thousands of levels deep (each is moved up to `path` before it
-    is emptied, so paths stay short and one descriptor at a time is open). Directories in
-    `keep` (those leading to a library bound under /tmp) are emptied in place, not moved;
-    mount points stay, and so does anything that cannot go. Called when no process of the
-    test is left, so nothing appears meanwhile: another pass is made only for what was
-    moved up."""
+    taken away, directories thousands of levels deep (each is moved up to `path`, under a
+    name nothing there has, before it is emptied, so paths stay short and one descriptor
+    at a time is open), names chosen to collide. Directories in `keep` (those leading to a
+    library bound under /tmp) are emptied in place, not moved; mount points stay, and so
+    does anything that cannot go. Called when no process of the test is left, so nothing
+    appears meanwhile: passes are made until one changes nothing."""
     try:
         top = os.open(path, os.O_RDONLY | os.O_DIRECTORY)
     except OSError:
@@ -871,13 +926,14 @@ def _empty(path, keep):
     try:
         device = os.fstat(top).st_dev
         moved = 0
-        again = True
-        while again:
-            again = False
+        changed = True
+        while changed:
+            changed = False
             for entry in list(os.scandir(top)):
                 try:
                     if not entry.is_dir(follow_symlinks=False):
                         os.unlink(entry.name, dir_fd=top)
+                        changed = True
                         continue
                     if f"{path}/{entry.name}" in keep:
                         _empty(f"{path}/{entry.name}", keep)
@@ -890,16 +946,16 @@ def _empty(path, keep):
                     try:
                         for child in list(os.scandir(inner)):
                             if child.is_dir(follow_symlinks=False):
-                                moved += 1
+                                moved = _free_name(top, moved)
                                 os.rename(
                                     child.name,
                                     f".emptied-{moved}",
                                     src_dir_fd=inner,
                                     dst_dir_fd=top,
                                 )
-                                again = True  # only for a move that happened
                             else:
                                 os.unlink(child.name, dir_fd=inner)
+                            changed = True
                     finally:
                         os.close(inner)
                     os.rmdir(entry.name, dir_fd=top)
@@ -907,6 +963,16 @@ def _empty(path, keep):
                     pass
     finally:
         os.close(top)
+
+
+def _free_name(top, moved):
+    """The next number after `moved` for which `.emptied-N` names nothing in `top`."""
+    while True:
+        moved += 1
+        try:
+            os.stat(f".emptied-{moved}", dir_fd=top, follow_symlinks=False)
+        except FileNotFoundError:
+            return moved
 
 
 def _rmdir(path):
@@ -1146,7 +1212,13 @@ def main():
         request = receive(control_in)
         if request is None:
             return
-        send(control_out, zygote.run(request))
+        try:
+            outcome = zygote.run(request)
+        except IsolationError as exc:
+            # One line for the caller's log; the caller restarts us and runs the test again.
+            print(f"sandbox: fork server: {exc.strerror}", file=sys.stderr)
+            sys.exit(1)
+        send(control_out, outcome)
 
 
 if __name__ == "__main__":

@@ -42,3 +42,9 @@ def test_a_v1_hierarchy_without_memory_and_a_missing_mount_give_nothing():
     cgroups = "3:cpu,cpuacct:/\n4:memory:/job\n"
     mounts = "32 31 0:29 / /sys/fs/cgroup/cpu,cpuacct rw - cgroup cgroup rw,cpu,cpuacct\n"
     assert hierarchies(cgroups, mounts) == []
+
+
+def test_paths_with_spaces_are_read_as_they_are():
+    """mountinfo writes a space in a path as \\040."""
+    mounts = "29 23 0:26 / /srv/cgroup\\040root rw - cgroup2 cgroup2 rw\n"
+    assert hierarchies("0::/job a\n", mounts) == [(2, "/srv/cgroup root/job a")]

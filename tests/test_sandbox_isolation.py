@@ -606,6 +606,30 @@ def test_a_self_kill_is_not_taken_for_another_tests_memory_death(one_server):
     assert verdicts == ["runtime_error"] * 4
 
 
+def test_a_lower_memory_limit_right_after_sysv_memory_does_not_break_the_server(one_server, capfd):
+    """The kernel frees a test's SysV segments a moment after its IPC namespace; lowering
+    the cgroup's limit meanwhile fails with EBUSY: the server waits instead of dying."""
+    if one_server.isolation["memory_cap"] != "cgroup":
+        pytest.skip(NO_MEMORY_CGROUP)
+    program = """
+    import ctypes
+    libc = ctypes.CDLL(None, use_errno=True)
+    libc.shmat.restype = ctypes.c_void_p
+    for _ in range(8):
+        ident = libc.shmget(0, 50 << 20, 0o1600)
+        address = libc.shmat(ident, None, 0)
+        ctypes.memset(address, 1, 50 << 20)
+        libc.shmdt(ctypes.c_void_p(address))
+    print("done")
+    """
+    pid = one_server._servers[0].process.pid
+    for _ in range(3):
+        assert run_one(one_server, program, "", "done", memory_mb=1024).verdict == "passed"
+        assert run_one(one_server, "print(6 * 7)", "", "42", memory_mb=64).verdict == "passed"
+    assert one_server._servers[0].process.pid == pid
+    assert "died" not in capfd.readouterr().err
+
+
 def test_a_lower_memory_limit_holds_right_after_a_test_that_used_much(one_server):
     if one_server.isolation["memory_cap"] != "cgroup":
         pytest.skip(NO_MEMORY_CGROUP)
@@ -800,13 +824,38 @@ def test_a_python_in_a_venv_under_tmp_is_whole_inside(tmp_path):
             taken = f"{stem}-{int(number) + step}" if number.isdigit() else name
             os.makedirs(os.path.join(parent, taken), 0, exist_ok=True)
         """),
+        textwrap.dedent("""
+        import os
+        open("/tmp/.emptied-1", "w").close()  # the name cleanup moves a nested directory to
+        os.makedirs("/tmp/a/b")
+        for index in range(3):
+            with open(f"/tmp/a/b/f{index}", "wb") as f:
+                f.write(b"x" * (20 << 20))
+        """),
+        textwrap.dedent("""
+        import os
+        os.chdir("/")
+        os.rename("/tmp/test", "/tmp/old")
+        open("/tmp/.emptied-1", "w").close()
+        os.makedirs("/tmp/test/b")  # the next test's working directory, taken
+        """),
     ],
-    ids=["patched-exit-and-close", "tmp-removed", "2000-levels", "next-directory-taken"],
+    ids=[
+        "patched-exit-and-close",
+        "tmp-removed",
+        "2000-levels",
+        "next-directory-taken",
+        "cleanup-names-taken",
+        "working-directory-taken",
+    ],
 )
 def test_no_program_breaks_its_servers_cleanup(one_server, program, capfd):
     server = one_server._servers[0]
     pid = server.process.pid
+    look = "import os\nprint(sorted(os.listdir('/tmp')), os.listdir('/dev/shm'), os.getcwd())"
+    clean = run_one(one_server, look).stdout
     run_one(one_server, program)
+    assert run_one(one_server, look).stdout == clean  # nothing left for the next test
     assert run_one(one_server, "print(6 * 7)", "", "42").verdict == "passed"
     assert server.process.pid == pid  # the same server: nothing crashed, none restarted
     assert "Traceback" not in capfd.readouterr().err
@@ -857,3 +906,57 @@ def test_kernel_keyrings_are_out_of_a_tests_reach(one_server):
     assert run_one(one_server, program).stdout == "-1 1\n"  # EPERM
     users = Path("/proc/key-users").read_text()
     assert f"{one_server.isolation['test_uid']}:" not in users
+
+
+def test_a_test_cannot_make_a_user_namespace_of_its_own(one_server):
+    """In one it would have capabilities: a network namespace with loopback up, whose TCP
+    buffers no memory cgroup counts, mounts, more of the kernel."""
+    if os.uname().machine not in ("x86_64", "aarch64"):
+        pytest.skip("the syscall filter knows x86_64 and aarch64")
+    program = """
+    import ctypes, os, subprocess, threading
+    libc = ctypes.CDLL(None, use_errno=True)
+    refused = libc.unshare(0x10000000 | 0x40000000)  # CLONE_NEWUSER | CLONE_NEWNET
+    print(refused, ctypes.get_errno())
+    done = subprocess.run(["unshare", "--user", "true"], capture_output=True)
+    print(done.returncode != 0)
+    # What the C library does with clone3 refused (ENOSYS): threads and processes as ever.
+    thread = threading.Thread(target=print, args=("thread",))
+    thread.start()
+    thread.join()
+    print(subprocess.run(["echo", "child"], capture_output=True, text=True).stdout.strip())
+    """
+    assert run_one(one_server, program).stdout == "-1 1\nTrue\nthread\nchild\n"
+
+
+def test_a_server_killed_while_idle_is_replaced_for_the_next_job(caplog):
+    with Sandbox(SandboxConfig(workers=1)) as box:
+        server = box._servers[0]
+        os.kill(server.process.pid, 9)
+        time.sleep(0.3)  # gone, and not waited for: its pipes are still open here
+        with caplog.at_level(logging.WARNING, logger="sandbox"):
+            assert run_one(box, "print(7)", "", "7").verdict == "passed"
+    assert "fork server died" in caplog.text
+
+
+def test_cgroups_that_killed_callers_left_are_removed_and_live_ones_kept():
+    from sandbox import cgroup
+
+    made, _ = cgroup.make()
+    if made is None:
+        pytest.skip(NO_MEMORY_CGROUP)
+    parent = os.path.dirname(made.path)
+    maker = subprocess.Popen(["true"])
+    maker.wait()  # a pid that is not alive now
+    abandoned = f"{parent}/{cgroup.NAME_PREFIX}{maker.pid}-0123456789ab"
+    os.mkdir(abandoned)
+    try:
+        with Sandbox(SandboxConfig(workers=1)) as box:
+            if box.isolation["memory_cap"] != "cgroup":
+                pytest.skip(NO_MEMORY_CGROUP)
+        assert not os.path.exists(abandoned)
+        assert os.path.exists(made.path)  # its maker (this process) is alive
+    finally:
+        cgroup.remove(made)
+        if os.path.exists(abandoned):
+            os.rmdir(abandoned)
