@@ -8,8 +8,9 @@ wherever the memory controller is already handed down (v2 puts no process in a c
 whose children have controllers, so enabling it for the caller's own is not ours to do).
 
 Every fork server gets a cgroup of its own, made with one `mkdir` of a name no other can
-take (the caller's pid and random bytes) and removed by whoever made it, after killing
-what is left in it: servers starting or stopping at once never touch each other's. The
+take (the caller's PID namespace and pid, and random bytes) and removed by whoever made
+it, after killing what is left in it: servers starting or stopping at once never touch
+each other's. The
 fork server stays outside it (its own memory is not a test's); each test process joins
 it as it starts. A caller that is killed leaves its cgroups behind, empty: the next
 caller to make one in the same place removes those whose maker is gone.
@@ -141,7 +142,7 @@ def make() -> tuple[MemoryCgroup | None, str]:
     for version, parent in parents:
         _remove_abandoned(parent)
         while True:
-            path = f"{parent}/{NAME_PREFIX}{os.getpid()}-{secrets.token_hex(6)}"
+            path = f"{parent}/{NAME_PREFIX}{_pid_namespace()}-{os.getpid()}-{secrets.token_hex(6)}"
             try:
                 os.mkdir(path, 0o755)
                 return MemoryCgroup(path, version), ""
@@ -153,17 +154,29 @@ def make() -> tuple[MemoryCgroup | None, str]:
     return None, "; ".join(reasons)
 
 
+def _pid_namespace() -> int:
+    """This process's PID namespace, as the kernel numbers it (a pid means something only
+    in its own)."""
+    try:
+        return os.stat("/proc/self/ns/pid").st_ino
+    except OSError:
+        return 0
+
+
 def _remove_abandoned(parent: str) -> None:
     """Remove the empty cgroups that callers killed before they could left in `parent`:
-    those whose maker (the pid in their name) is not alive. One whose maker lives, or
-    with a process in it, is never touched (a pid reused since makes one stay)."""
+    those whose maker (the pid in their name, of our PID namespace) is not alive. One
+    whose maker lives, or is of another PID namespace, or with a process in it, is never
+    touched (a pid reused since makes one stay)."""
     try:
         names = os.listdir(parent)
     except OSError:
         return
+    ours = str(_pid_namespace())
     for name in names:
-        maker = name.removeprefix(NAME_PREFIX).split("-")[0]
-        if not name.startswith(NAME_PREFIX) or not maker.isdigit():
+        namespace, _, rest = name.removeprefix(NAME_PREFIX).partition("-")
+        maker = rest.split("-")[0]
+        if not name.startswith(NAME_PREFIX) or namespace != ours or not maker.isdigit():
             continue
         if os.path.exists(f"/proc/{maker}"):
             continue

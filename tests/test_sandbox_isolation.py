@@ -744,8 +744,27 @@ def test_unprivileged_a_test_that_lowers_its_servers_limits_gets_it_replaced():
     test_uid, memory_cap, *verdicts = done.stdout.split()
     assert (test_uid, verdicts) == ("None", ["wrong_answer", "passed"]), done.stderr
     assert "changed its fork server's limits" in done.stderr
+    assert "Traceback" not in done.stderr
     # A plain user may have no memory cgroup to make: the warning says what that costs.
     assert memory_cap == "cgroup" or "memory limit holds per process only" in done.stderr
+
+
+def test_unprivileged_a_test_that_starves_its_server_gets_one_line_not_a_traceback():
+    """A plain user's tests can lower their server's limits so far that it cannot run the
+    next step: it says so in one line and is replaced, the test run again (and judged a
+    runtime error when it breaks the new server too)."""
+    done = _as_plain_user("""
+        from sandbox import Job, Sandbox, SandboxConfig, TestSet
+        starve = "import resource\\nresource.prlimit(1, resource.RLIMIT_NOFILE, (6, 6))"
+        innocent = "print(6 * 7)"
+        with Sandbox(SandboxConfig(isolation="namespaces")) as box:
+            for program in (starve, innocent):
+                job = Job(program, TestSet("stdio", ("",), ("42",)), 5.0, 512)
+                print(box.run(job).tests[0].verdict)
+        """)
+    assert done.stdout.split() == ["runtime_error", "passed"], done.stderr
+    assert "sandbox: fork server failed" in done.stderr
+    assert "Traceback" not in done.stderr
 
 
 def test_the_root_of_a_rootless_container_keeps_the_process_cap():
@@ -864,15 +883,22 @@ def test_no_program_breaks_its_servers_cleanup(one_server, program, capfd):
 def test_cpu_time_of_children_never_waited_for_counts(one_server):
     program = """
     import os, time
+    children = []
     for _ in range(4):
-        if os.fork() == 0:
-            while True:
-                pass
-    time.sleep(1.5)  # not CPU time of its own; its children spin meanwhile
-    print("done")
+        pid = os.fork()
+        while pid == 0:  # a child: spin
+            pass
+        children.append(pid)
+    def cpu_s(pid):  # utime + stime, in clock ticks
+        fields = open(f"/proc/{pid}/stat").read().rsplit(")", 1)[1].split()
+        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    while sum(map(cpu_s, children)) < 1.5:  # little CPU of its own, however loaded
+        time.sleep(0.05)
+    print("done")  # and exits, its children never waited for
     """
     result = run_one(one_server, program, "", "done", time_limit_s=1.0)
-    assert result.verdict == "timeout"
+    assert result.verdict == "timeout" and result.stdout == "done\n"  # not the wall clock
+    assert run_one(one_server, program, "", "done", time_limit_s=5.0).verdict == "passed"
 
 
 def test_a_test_cannot_make_more_files_than_the_server_can_quickly_remove(one_server):
@@ -948,7 +974,10 @@ def test_cgroups_that_killed_callers_left_are_removed_and_live_ones_kept():
     parent = os.path.dirname(made.path)
     maker = subprocess.Popen(["true"])
     maker.wait()  # a pid that is not alive now
-    abandoned = f"{parent}/{cgroup.NAME_PREFIX}{maker.pid}-0123456789ab"
+    namespace = os.stat("/proc/self/ns/pid").st_ino
+    abandoned = f"{parent}/{cgroup.NAME_PREFIX}{namespace}-{maker.pid}-0123456789ab"
+    elsewhere = f"{parent}/{cgroup.NAME_PREFIX}{namespace + 1}-{maker.pid}-0123456789ab"
+    os.mkdir(elsewhere)  # a maker in another PID namespace: its pid tells us nothing
     os.mkdir(abandoned)
     try:
         with Sandbox(SandboxConfig(workers=1)) as box:
@@ -956,7 +985,46 @@ def test_cgroups_that_killed_callers_left_are_removed_and_live_ones_kept():
                 pytest.skip(NO_MEMORY_CGROUP)
         assert not os.path.exists(abandoned)
         assert os.path.exists(made.path)  # its maker (this process) is alive
+        assert os.path.exists(elsewhere)
     finally:
         cgroup.remove(made)
-        if os.path.exists(abandoned):
-            os.rmdir(abandoned)
+        for path in (abandoned, elsewhere):
+            if os.path.exists(path):
+                os.rmdir(path)
+
+
+def test_descriptors_a_test_parks_in_a_socket_of_its_own_are_freed(one_server):
+    """A socket that holds its own descriptors in flight outlives every process of the
+    test, with the memfds it carries and an abstract name bound, until the kernel
+    collects it: the server has it collected before the next test."""
+    park = """
+    import array, os, socket
+    memfds = []
+    for _ in range(4):
+        fd = os.memfd_create("parked")
+        os.write(fd, b"x" * (60 << 20))
+        memfds.append(fd)
+    named = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    named.bind("\\0rlef-parked")
+    named.listen()
+    a, b = socket.socketpair(socket.AF_UNIX, socket.SOCK_DGRAM)
+    parked = array.array("i", [*memfds, named.fileno(), a.fileno(), b.fileno()])
+    a.sendmsg([b"z"], [(socket.SOL_SOCKET, socket.SCM_RIGHTS, parked)])
+    print("parked")
+    """
+    bind = """
+    import socket
+    kept = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    kept.bind("\\0rlef-parked")
+    print(open("/proc/net/unix").read().count(chr(10)))  # the header and this socket
+    """
+    pid = one_server._servers[0].process.pid
+    assert run_one(one_server, park, "", "parked", memory_mb=1024).verdict == "passed"
+    assert run_one(one_server, bind, "", "2").verdict == "passed"
+    if one_server.isolation["memory_cap"] == "cgroup":
+        cgroup = one_server._servers[0]._cgroup.path
+        left = int(Path(f"{cgroup}/memory.usage_in_bytes").read_text())
+        assert left < 64 << 20, left  # the 240 MB of memfds are not charged any more
+    program = "x = bytearray(300 << 20)\nprint(len(x))"
+    assert run_one(one_server, program, "", str(300 << 20), memory_mb=512).verdict == "passed"
+    assert one_server._servers[0].process.pid == pid
