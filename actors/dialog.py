@@ -17,13 +17,14 @@ from collections.abc import Callable, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 
+from engines.backend import Engine
+from engines.generation import Completion, SamplingConfig
+from engines.rollout import Rollout, Turn
 from problems import Problem
+from problems.feedback import NO_CODE_FEEDBACK, RETRY_INSTRUCTION, feedback_message
 from problems.prompts import extract_code, first_turn_ids, next_user_turn
-from sandbox import Job, Judgement, TestSet, feedback_message
-from sandbox.feedback import NO_CODE_FEEDBACK, RETRY_INSTRUCTION
+from sandbox import ConfigError, Job, Judgement, TestSet
 
-from .generation import Completion, SamplingConfig
-from .rollout import Rollout, Turn
 from .seeds import EpisodeSeeds
 
 FEEDBACK_MODES = ("execution", "random", "none")
@@ -52,15 +53,15 @@ class DialogConfig:
 
     def __post_init__(self) -> None:
         if self.feedback not in FEEDBACK_MODES:
-            raise ValueError(f"dialog.feedback {self.feedback!r} is not one of {FEEDBACK_MODES}")
+            raise ConfigError(f"dialog.feedback {self.feedback!r} is not one of {FEEDBACK_MODES}")
         if self.feedback_tests not in FEEDBACK_TESTS:
-            raise ValueError(
+            raise ConfigError(
                 f"dialog.feedback_tests {self.feedback_tests!r} is not one of {FEEDBACK_TESTS}"
             )
         if self.max_turns < 1:
-            raise ValueError(f"dialog.max_turns must be at least 1, got {self.max_turns}")
+            raise ConfigError(f"dialog.max_turns must be at least 1, got {self.max_turns}")
         if self.pipeline_groups < 1:
-            raise ValueError(
+            raise ConfigError(
                 f"dialog.pipeline_groups must be at least 1, got {self.pipeline_groups}"
             )
 
@@ -126,13 +127,13 @@ def _feedback_tests(problem: Problem, config: DialogConfig) -> TestSet:
 
 def play_episodes(
     problems: Sequence[Problem],
-    engine,
+    engine: Engine,
     judge: Judge,
     tokenizer,
     config: DialogConfig,
     seeds: EpisodeSeeds,
 ) -> list[Rollout]:
-    """Play one episode per problem with `engine` (see `actors.engines`); rollouts in order.
+    """Play one episode per problem with `engine` (see `engines.backend`); rollouts in order.
     Reply t of episode i is sampled with `seeds.seed(i, t)`.
 
     The episodes are dealt into `config.pipeline_groups` groups that take turns: while

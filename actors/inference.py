@@ -18,17 +18,18 @@ from collections.abc import Callable, Sequence
 
 import ray
 
+from engines.backend import make_engine
+from engines.generation import EngineConfig, ModelConfig
+from engines.rollout import Rollout
+from engines.weights import PackedWeights
 from problems import Problem
 from sandbox import Sandbox, SandboxConfig
-from sandbox.pool import PoolStats, SandboxPool, run_on_actors
 
 from .dialog import DialogConfig, play_episodes
-from .engines import make_engine
-from .generation import EngineConfig, ModelConfig
 from .metrics import InferenceMetrics, count_restart
-from .rollout import Rollout
+from .pool import PoolStats, run_on_actors
+from .sandbox_pool import SandboxPool
 from .seeds import EpisodeSeeds
-from .weights import PackedWeights
 
 
 def own_cores(engine: EngineConfig, index: int, count: int) -> EngineConfig:
@@ -102,12 +103,12 @@ class RolloutWorker:
         return rollouts
 
     def update_weights(self, payload: PackedWeights, version: int) -> float:
-        """New weights (`actors.weights.serialize_weights`), tagged `version`; the seconds
+        """New weights (`engines.weights.serialize_weights`), tagged `version`; the seconds
         the engine took to load them."""
         return self.engine.update_weights(payload, version)
 
     def open_weight_group(self, host: str, port: int, first_rank: int, world_size: int) -> None:
-        """Join the learner's torch.distributed weight group (`actors.weight_broadcast`)."""
+        """Join the learner's torch.distributed weight group (`engines.weight_broadcast`)."""
         self.engine.open_weight_group(host, port, first_rank, world_size)
 
     def receive_weights(self, buckets: list, version: int) -> float:
@@ -122,13 +123,21 @@ class RolloutWorker:
         """The engine's log p(token_i | tokens before it), i >= 1 (for checks)."""
         return self.engine.sequence_logprobs(token_ids)
 
+    def close(self) -> None:
+        """Stop the fork servers of the worker's own sandbox, if it has one."""
+        if self.sandbox is not None:
+            self.sandbox.close()
+
 
 InferenceActor = ray.remote(max_restarts=-1, max_task_retries=0)(RolloutWorker)
 """A `RolloutWorker` in its own Ray worker process, restarted by Ray if it dies."""
 
 
 class InferencePool:
-    """N inference actors playing a phase's episodes; rollouts come back in problem order."""
+    """N inference actors playing a phase's episodes; rollouts come back in problem order.
+
+    With `in_process`, one `RolloutWorker` in this process instead, without Ray (for
+    `launch.evaluate`): the same chunks, seeds and dialogs, one chunk after another."""
 
     def __init__(
         self,
@@ -141,6 +150,7 @@ class InferencePool:
         max_attempts: int = 3,
         actor_options: Callable[[int], dict] | None = None,
         sandbox_actors: list[str] | None = None,
+        in_process: bool = False,
     ) -> None:
         """`actor_options(index)` gives each actor's Ray options (resources, name, env);
         the actors judge programs on the sandbox actors named `sandbox_actors` if given,
@@ -150,6 +160,13 @@ class InferencePool:
         self.max_attempts = max_attempts
         self.stats = PoolStats()
         self._weights: tuple[list, int] | None = None
+        self.worker = None
+        if in_process:
+            if num_actors != 1 or actor_options is not None:
+                raise ValueError("an in-process inference pool has one worker, no Ray options")
+            self.worker = RolloutWorker(model, engine, dialog, sandbox, sandbox_actors)
+            self.actors = []
+            return
         self.actors = [
             InferenceActor.options(**(actor_options(index) if actor_options else {})).remote(
                 model, own_cores(engine, index, num_actors), dialog, sandbox, sandbox_actors
@@ -161,16 +178,23 @@ class InferencePool:
         self,
         problems: Sequence[Problem],
         seeds: EpisodeSeeds,
-        on_done: Callable[[], None] | None = None,
+        on_done: Callable[[int], None] | None = None,
         dialog: DialogConfig | None = None,
     ) -> list[Rollout]:
         """One rollout per problem, sampled with `seeds` (episode i: `seeds`' episode i,
         whichever actor plays it), by `dialog` (default: the pool's, e.g. evaluation
-        sampling instead); `on_done` ticks once per finished chunk."""
+        sampling instead); `on_done(rollouts)` ticks as each chunk finishes."""
         chunks = [
             (list(problems[start : start + self.chunk_size]), seeds.from_episode(start))
             for start in range(0, len(problems), self.chunk_size)
         ]
+        if self.worker is not None:
+            played = []
+            for chunk in chunks:
+                played.extend(self.worker.play(*chunk, None, dialog))
+                if on_done is not None:
+                    on_done(len(chunk[0]))
+            return played
 
         def abandon(index: int, attempts: int):
             raise RuntimeError(
@@ -187,14 +211,16 @@ class InferencePool:
             max_attempts=self.max_attempts,
             stats=self.stats,
             abandon=abandon,
-            on_done=on_done,
+            on_done=None if on_done is None else lambda index: on_done(len(chunks[index][0])),
         )
         return [rollout for chunk in played for rollout in chunk]
 
     def update_weights(self, weights, version: int) -> float:
         """Send new weights to every actor: `weights` is the serialized payload
-        (`actors.weights.serialize_weights`) or a Ray object reference to it (one object in
+        (`engines.weights.serialize_weights`) or a Ray object reference to it (one object in
         the store, read by all). Returns the longest time an engine took to load them."""
+        if self.worker is not None:
+            return self.worker.update_weights(weights, version)
         reference = weights if isinstance(weights, ray.ObjectRef) else ray.put(weights)
         load_s = ray.get([actor.update_weights.remote(reference, version) for actor in self.actors])
         # In a list, so that Ray passes the reference itself, not the bytes, to `play`.
@@ -222,6 +248,8 @@ class InferencePool:
         return [actor.receive_weights.remote(buckets, version) for actor in self.actors]
 
     def shutdown(self) -> None:
+        if self.worker is not None:
+            self.worker.close()
         for actor in self.actors:
             ray.kill(actor, no_restart=True)
         self.actors.clear()

@@ -26,7 +26,7 @@ from pathlib import Path
 
 import torch
 
-from actors.generation import EngineConfig, ModelConfig, SamplingConfig
+from engines.generation import EngineConfig, ModelConfig, SamplingConfig
 from launch.prepare_tiny import TinyModelConfig, prepare
 from learner.batch import collate
 from learner.config import LearnerConfig

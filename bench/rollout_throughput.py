@@ -12,9 +12,9 @@ import argparse
 import time
 
 from actors.dialog import DialogConfig, play_episodes
-from actors.engines import make_engine
-from actors.generation import EngineConfig, ModelConfig, SamplingConfig
 from actors.seeds import EpisodeSeeds
+from engines.backend import make_engine
+from engines.generation import EngineConfig, ModelConfig, SamplingConfig
 from launch.prepare_tiny import TinyModelConfig, prepare
 from problems.toy import generate_toy
 from sandbox import Sandbox, SandboxConfig

@@ -16,6 +16,8 @@ import threading
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
+from sandbox import ConfigError
+
 CHAOS_TARGETS = ("inference", "sandbox", "learner")
 
 
@@ -35,8 +37,8 @@ class ChaosConfig:
     seed: int = 0
     """Seeds the kills' moments and victims."""
 
-    def problems(self) -> list[str]:
-        """What is wrong with these settings, one message per key."""
+    def __post_init__(self) -> None:
+        """Raise `ConfigError` for settings that cannot work, one message per key."""
         found = []
         unknown = sorted(set(self.targets) - set(CHAOS_TARGETS))
         if unknown:
@@ -45,7 +47,8 @@ class ChaosConfig:
             found.append("chaos.targets is empty, but chaos.enabled=true")
         if self.kills_per_iteration < 0 or self.window_s < 0:
             found.append("chaos.kills_per_iteration and chaos.window_s must be >= 0")
-        return found
+        if found:
+            raise ConfigError("; ".join(found))
 
 
 class ChaosMonkey:

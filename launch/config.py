@@ -12,13 +12,9 @@ from collections.abc import Callable
 from pathlib import Path
 
 from problems.config import DataError
-from sandbox import SandboxConfigError, SandboxStartError
+from sandbox import ConfigError, SandboxStartError
 
 CONF_DIR = Path(__file__).resolve().parent.parent / "conf"
-
-
-class ConfigError(ValueError):
-    """A config or override that cannot work; the message names the key."""
 
 
 class RunStopped(RuntimeError):
@@ -26,8 +22,9 @@ class RunStopped(RuntimeError):
     resume."""
 
 
-USAGE_ERRORS = (ConfigError, DataError, SandboxConfigError)
-"""What a user's config or data got wrong: exit 2 with the message, never a traceback."""
+USAGE_ERRORS = (ConfigError, DataError)
+"""What a user's config or data got wrong (every config's error is a `ConfigError`): exit
+2 with the message, never a traceback."""
 
 
 def run_entry_point(

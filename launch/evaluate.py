@@ -26,23 +26,17 @@ import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from actors.dialog import DialogConfig, play_episodes
-from actors.generation import EngineConfig, ModelConfig, SamplingConfig
-from actors.rollout import Rollout
+from actors.dialog import DialogConfig
 from actors.seeds import EpisodeSeeds
+from engines.generation import EngineConfig, ModelConfig, SamplingConfig
+from engines.rollout import Rollout
 from launch.config import ConfigError, compose_config, run_entry_point
-from problems import Problem
+from launch.evaluation import EVAL_SAMPLING, WIDE_SAMPLING, one_at_three, play_repeated
 from problems.config import DataConfig
-from problems.solve_rates import (
-    bootstrap_interval,
-    mean_by_group,
-    mean_solved,
-    n_at_k,
-    pass_at_k,
-)
+from problems.solve_rates import bootstrap_interval, mean_by_group, n_at_k, pass_at_k
 from problems.sources import load_problems
 from problems.toy import family_of
-from sandbox import Sandbox, SandboxConfig
+from sandbox import SandboxConfig
 
 BATCH_EPISODES = 64
 """Episodes played together: one engine call per turn for all of them."""
@@ -75,42 +69,6 @@ class EvaluateConfig:
     eval: EvalConfig = field(default_factory=EvalConfig)
 
 
-def _play(
-    problems: list[Problem],
-    repeats: int,
-    sampling: SamplingConfig,
-    seeds: EpisodeSeeds,
-    config,
-    engine,
-    sandbox: Sandbox,
-    tokenizer,
-    progress,
-) -> list[list[Rollout]]:
-    """`repeats` rollouts per problem, in batches, sampled with `seeds`; per problem, its
-    rollouts."""
-    dialog = DialogConfig(
-        max_turns=config.eval.max_turns,
-        sampling=sampling,
-        max_model_len=config.engine.max_model_len,
-    )
-    episodes = [(index, problem) for index, problem in enumerate(problems) for _ in range(repeats)]
-    rollouts: list[list[Rollout]] = [[] for _ in problems]
-    for start in range(0, len(episodes), BATCH_EPISODES):
-        batch = episodes[start : start + BATCH_EPISODES]
-        played = play_episodes(
-            [p for _, p in batch],
-            engine,
-            sandbox.run_many,
-            tokenizer,
-            dialog,
-            seeds.from_episode(start),
-        )
-        for (index, _), rollout in zip(batch, played, strict=True):
-            rollouts[index].append(rollout)
-        progress.update(len(batch))
-    return rollouts
-
-
 def _sample_record(rollout: Rollout) -> dict:
     return {
         "turns": [
@@ -134,61 +92,37 @@ def check_model(model: ModelConfig) -> None:
         )
 
 
-def evaluate(config: EvaluateConfig) -> dict:
-    """Play the rollouts, compute the metrics; the JSON document `eval.out` receives."""
+def _metrics(
+    config: EvaluateConfig, pool, dialog: DialogConfig, problems: list
+) -> tuple[dict, list[list[Rollout]]]:
+    """1@3 (and 10@100 if asked), with their intervals; and the 1@3 rollouts per problem."""
     from tqdm import tqdm
-    from transformers import AutoTokenizer
 
-    from actors.engines import make_engine
-
-    check_model(config.model)
-    data = config.data
-    if config.eval.limit is not None:
-        data.limit = config.eval.limit if data.limit is None else min(data.limit, config.eval.limit)
-    problems = list(load_problems(data))
-    tokenizer = AutoTokenizer.from_pretrained(config.model.location())
-    engine = make_engine(config.engine, config.model)
     total = len(problems) * (config.eval.rollouts + config.eval.rollouts_10at100)
     metrics: dict[str, float | list[float]] = {}
-    with (
-        Sandbox(config.sandbox) as sandbox,
-        tqdm(
-            total=total, desc="evaluating", unit="rollout", file=sys.stderr, disable=None
-        ) as progress,
-    ):
-        low_temperature = SamplingConfig(0.2, 0.95, config.eval.max_new_tokens)
+    with tqdm(
+        total=total, desc="evaluating", unit="rollout", file=sys.stderr, disable=None
+    ) as progress:
         seeds = EpisodeSeeds(config.eval.seed, "eval", iteration=0)
-        one_at_three = _play(
-            problems,
-            config.eval.rollouts,
-            low_temperature,
-            seeds,
-            config,
-            engine,
-            sandbox,
-            tokenizer,
-            progress,
+        per_problem = play_repeated(
+            pool, problems, config.eval.rollouts, dialog, EVAL_SAMPLING, seeds, progress.update
         )
-        scores = [mean_solved([r.passed for r in rollouts]) for rollouts in one_at_three]
-        metrics["1@3"] = sum(scores) / len(scores)
-        played = [r for rollouts in one_at_three for r in rollouts]
+        metrics["1@3"], scores = one_at_three(per_problem)
+        played = [r for rollouts in per_problem for r in rollouts]
         # Dialogs cut short: the next reply would not fit in engine.max_model_len.
         metrics["1@3_overflow"] = sum(r.overflow for r in played) / len(played)
         metrics["1@3_ci95"] = list(
             bootstrap_interval(scores, config.eval.bootstrap, config.eval.seed)
         )
         if config.eval.rollouts_10at100 > 0:
-            wide = SamplingConfig(1.0, 1.0, config.eval.max_new_tokens)
-            many = _play(
+            many = play_repeated(
+                pool,
                 problems,
                 config.eval.rollouts_10at100,
-                wide,
+                dialog,
+                WIDE_SAMPLING,
                 seeds.from_episode(len(problems) * config.eval.rollouts),
-                config,
-                engine,
-                sandbox,
-                tokenizer,
-                progress,
+                progress.update,
             )
             k = config.eval.rollouts_10at100
             n_scores, pass_scores = [], []
@@ -205,6 +139,37 @@ def evaluate(config: EvaluateConfig) -> dict:
                 bootstrap_interval(n_scores, config.eval.bootstrap, config.eval.seed)
             )
             metrics[f"pass@{k}_rollouts"] = sum(pass_scores) / len(pass_scores)
+    return metrics, per_problem
+
+
+def evaluate(config: EvaluateConfig) -> dict:
+    """Play the rollouts, compute the metrics; the JSON document `eval.out` receives."""
+    from actors.inference import InferencePool
+
+    check_model(config.model)
+    data = config.data
+    if config.eval.limit is not None:
+        data.limit = config.eval.limit if data.limit is None else min(data.limit, config.eval.limit)
+    problems = list(load_problems(data))
+    dialog = DialogConfig(
+        max_turns=config.eval.max_turns,
+        sampling=SamplingConfig(max_new_tokens=config.eval.max_new_tokens),
+        max_model_len=config.engine.max_model_len,
+    )
+    pool = InferencePool(
+        config.model,
+        config.engine,
+        dialog,
+        config.sandbox,
+        num_actors=1,
+        chunk_size=BATCH_EPISODES,
+        in_process=True,
+    )
+    try:
+        metrics, per_problem = _metrics(config, pool, dialog, problems)
+    finally:
+        pool.shutdown()
+    scores = one_at_three(per_problem)[1]
     by_family = {}
     if data.source == "toy":
         families = [family_of(problem.name) for problem in problems]
@@ -224,7 +189,7 @@ def evaluate(config: EvaluateConfig) -> dict:
         },
         "problems": [
             {"name": p.name, "samples": [_sample_record(r) for r in rollouts]}
-            for p, rollouts in zip(problems, one_at_three, strict=True)
+            for p, rollouts in zip(problems, per_problem, strict=True)
         ],
     }
 

@@ -17,7 +17,7 @@ import math
 from dataclasses import dataclass
 from pathlib import Path
 
-from actors.generation import ModelConfig
+from engines.generation import ModelConfig
 from launch.train_config import TrainConfig
 
 GIB = 2**30

@@ -30,9 +30,17 @@ from pathlib import Path
 
 from launch.config import compose_config, run_entry_point
 from problems import Problem
+from problems.feedback import (
+    FEEDBACK_HEADER,
+    MEMORY_REASON,
+    RETRY_INSTRUCTION,
+    TIMEOUT_REASON,
+    failed_test_bullet,
+    wrong_output_reason,
+)
 from problems.prompts import extract_code, first_turn_ids, user_message
 from sandbox import Sandbox, SandboxConfig
-from sandbox.feedback import FEEDBACK_HEADER, RETRY_INSTRUCTION
+from sandbox.zygote import PROGRAM_FILE
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 SPECIAL_TOKENS = ("<|bos|>", "<|end|>", "<|pad|>", "<|user|>", "<|assistant|>")
@@ -43,6 +51,15 @@ CHAT_TEMPLATE = (
 )
 """Turns as `<|role|>\\ncontent<|end|>\\n`; a reply ends with `<|end|>`, the EOS token."""
 SUMMARY_FILE = "warm_start.json"
+FIXED_TEXTS = (
+    RETRY_INSTRUCTION,
+    FEEDBACK_HEADER,
+    TIMEOUT_REASON,
+    MEMORY_REASON,
+    f'Traceback (most recent call last):\n  File "{PROGRAM_FILE}", line 1, in <module>',
+)
+"""The tokenizer corpus's texts that come from no problem: the feedback wording, and the
+start of a traceback of the program as the sandbox names it."""
 CONFIG_FILE = "prepare_tiny.json"
 
 
@@ -89,16 +106,18 @@ class TinyModelConfig:
         return path if path.is_absolute() else REPO_ROOT / path
 
     def recipe(self) -> dict:
-        """The fields that decide the model; a cached model is reused only if they match."""
+        """What decides the model: the fields, and the fixed texts its tokenizer learns
+        (the feedback wording); a cached model is reused only if they match."""
         fields = asdict(self)
         for name in ("out_dir", "force", "sandbox"):
             fields.pop(name)
+        fields["fixed_texts"] = list(FIXED_TEXTS)
         return fields
 
 
 def tokenizer_corpus(problems: list[Problem]) -> list[str]:
     """Texts the tokenizer learns from: prompts, programs (right and wrong), feedback."""
-    texts = [RETRY_INSTRUCTION, FEEDBACK_HEADER, "Execution took too long.", "Out of memory."]
+    texts = list(FIXED_TEXTS[:4])
     for problem in problems:
         texts.append(user_message(problem))
         texts.extend(f"```python\n{program}```" for program in problem.solutions)
@@ -106,8 +125,9 @@ def tokenizer_corpus(problems: list[Problem]) -> list[str]:
         for stdin, expected in zip(
             problem.public_tests.inputs, problem.public_tests.outputs, strict=True
         ):
-            texts.append(f"- input '{stdin}' failed: Expected output '{expected}' but got '")
-    texts.append('Traceback (most recent call last):\n  File "solution.py", line 1, in <module>')
+            # A wrong answer's bullet up to the program's output.
+            texts.append(failed_test_bullet(stdin, wrong_output_reason(expected, ""))[:-1])
+    texts.append(FIXED_TEXTS[4])
     return texts
 
 
@@ -193,8 +213,8 @@ def retry_examples(
     """Up to `count` two-turn examples (token ids, length before the second reply): a
     buggy program, the feedback of its real run on the public tests, and another program.
     A buggy program that passes the public tests ends its dialog there: no example."""
+    from problems.feedback import feedback_message
     from problems.prompts import next_user_turn
-    from sandbox import feedback_message
 
     candidates = [p for p in problems if p.incorrect_solutions]
     chosen = rng.sample(candidates, min(count, len(candidates)))
@@ -280,8 +300,8 @@ def sample_replies(
 ) -> list[str]:
     """One sampled reply per problem (the reply prefix included), by the transformers
     engine the rollouts use."""
-    from actors.generation import SamplingConfig
-    from actors.hf_engine import HFEngine
+    from engines.generation import SamplingConfig
+    from engines.hf_engine import HFEngine
 
     engine = HFEngine(model, tokenizer)
     sampling = SamplingConfig(temperature=temperature, top_p=1.0, max_new_tokens=max_new_tokens)

@@ -17,8 +17,7 @@ import sys
 import time
 from pathlib import Path
 
-from actors.rollout import Rollout
-from learner.algo import NO_CODE_PENALTY
+from engines.rollout import Rollout
 
 LOG_FILE = "train.log"
 METRICS_FILE = "metrics.jsonl"
@@ -29,13 +28,30 @@ EVAL_BEFORE_FILE = "eval_before.json"
 (for a resumed run's summary and the report's starting point)."""
 
 
-def task_rewards(rollout: Rollout, no_code_penalty: float = NO_CODE_PENALTY) -> list[float]:
-    """Each turn's reward from the task alone (the KL penalty left out): -0.2 for a reply
-    without valid code, and +1 / -1 on the last turn for the final verdict."""
-    rewards = [0.0 if turn.code is not None else no_code_penalty for turn in rollout.turns]
-    if rewards:
-        rewards[-1] += 1.0 if rollout.passed else -1.0
-    return rewards
+def task_rewards(rollouts: list[Rollout]) -> list[list[float]]:
+    """Each turn's reward from the task alone: `learner.algo.turn_rewards` without the KL
+    penalty (-0.2 for a reply without valid code, +1 / -1 on the last turn for the final
+    verdict); per rollout, per turn."""
+    import torch
+
+    from learner.algo import turn_rewards
+
+    turns = [turn for rollout in rollouts for turn in rollout.turns]
+    if not turns:
+        return [[] for _ in rollouts]
+    last = [index == len(r.turns) - 1 for r in rollouts for index in range(len(r.turns))]
+    passed = [r.passed for r in rollouts for _ in r.turns]
+    rewards = turn_rewards(
+        torch.tensor([turn.code is not None for turn in turns]),
+        torch.tensor(last),
+        torch.tensor(passed),
+        torch.zeros(len(turns), dtype=torch.float64),
+    ).tolist()
+    per_rollout, start = [], 0
+    for rollout in rollouts:
+        per_rollout.append(rewards[start : start + len(rollout.turns)])
+        start += len(rollout.turns)
+    return per_rollout
 
 
 def rollout_table(rollouts: list[Rollout], iteration: int):
@@ -44,6 +60,7 @@ def rollout_table(rollouts: list[Rollout], iteration: int):
     weight version and the sampling seed."""
     import pyarrow as pa
 
+    rewards = task_rewards(rollouts)
     turn_type = pa.struct(
         [
             ("reply", pa.string()),
@@ -73,9 +90,9 @@ def rollout_table(rollouts: list[Rollout], iteration: int):
                         "weight_version": turn.weight_version,
                         "seed": turn.seed,
                     }
-                    for turn, reward in zip(r.turns, task_rewards(r), strict=True)
+                    for turn, reward in zip(r.turns, rollout_rewards, strict=True)
                 ]
-                for r in rollouts
+                for r, rollout_rewards in zip(rollouts, rewards, strict=True)
             ],
             pa.list_(turn_type),
         ),

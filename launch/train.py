@@ -19,14 +19,13 @@ from __future__ import annotations
 
 import operator
 import os
-import random
 import signal
 import statistics
 import sys
 import threading
 import time
 from collections import Counter
-from dataclasses import replace
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import hydra
@@ -34,12 +33,12 @@ from hydra.core.config_store import ConfigStore
 from omegaconf import OmegaConf
 
 from actors.dialog import DialogConfig
-from actors.generation import SamplingConfig
 from actors.metrics import TrainerMetrics, restarts_by_kind
-from actors.rollout import Rollout
 from actors.seeds import EpisodeSeeds
+from engines.rollout import Rollout
 from launch.chaos import ChaosMonkey
 from launch.config import CONF_DIR, ConfigError, RunStopped, run_entry_point
+from launch.evaluation import EVAL_SAMPLING, one_at_three, play_repeated, turn_solve_rates
 from launch.plan import format_plan, make_plan
 from launch.run_files import (
     RunFiles,
@@ -49,7 +48,6 @@ from launch.run_files import (
     write_eval_before,
 )
 from launch.train_config import (
-    SCHEDULES,
     TrainConfig,
     cpu_reservations,
     cpus_reserved,
@@ -58,9 +56,7 @@ from launch.train_config import (
 from learner.config import LearnerConfig
 from problems import Problem
 from problems.sources import load_problems
-
-EVAL_SAMPLING = SamplingConfig(temperature=0.2, top_p=0.95)
-"""1@3 evaluation: the paper's sampling."""
+from problems.stream import ProblemStream
 
 
 class StopRequest:
@@ -92,41 +88,12 @@ OmegaConf.register_new_resolver("mul", operator.mul, replace=True)
 
 def check_config(config: TrainConfig) -> None:
     """Raise `ConfigError` (naming the key) for settings that cannot work, before any
-    actor starts."""
+    actor starts: those of several groups, and those only the model's files can tell."""
     from launch.evaluate import check_model
-    from learner.config import LearnerConfigError
 
+    config.check()
     check_model(config.model)
-    trainer = config.trainer
-    if trainer.schedule not in SCHEDULES:
-        raise ConfigError(f"trainer.schedule must be one of {SCHEDULES}, got {trainer.schedule!r}")
-    if trainer.schedule == "async" and trainer.max_staleness < 1:
-        raise ConfigError("trainer.max_staleness must be >= 1 for trainer.schedule=async")
-    if trainer.iterations < 1 or trainer.rollouts_per_iteration < 1:
-        raise ConfigError("trainer.iterations and trainer.rollouts_per_iteration must be >= 1")
-    per_update = trainer.rollouts_per_iteration // max(config.learner.updates_per_iteration, 1)
-    if per_update < config.learner.num_ranks:
-        raise ConfigError(
-            f"trainer.rollouts_per_iteration={trainer.rollouts_per_iteration} in "
-            f"learner.updates_per_iteration={config.learner.updates_per_iteration} updates "
-            f"gives fewer rollouts per update than learner.num_ranks={config.learner.num_ranks}"
-        )
-    sampling = config.dialog.sampling
-    if sampling.temperature != 1.0 or sampling.top_p != 1.0:
-        raise ConfigError(
-            "dialog.sampling.temperature and dialog.sampling.top_p must be 1.0 for training "
-            f"(got {sampling.temperature} and {sampling.top_p}): the learner takes the engine's "
-            "log-probs as the policy's, in the PPO ratio and the KL penalty"
-        )
     check_dialog_length(config)
-    if config.actors.num_inference < 1 or config.actors.num_sandbox < 0:
-        raise ConfigError("actors.num_inference must be >= 1 and actors.num_sandbox >= 0")
-    if config.chaos.problems():
-        raise ConfigError("; ".join(config.chaos.problems()))
-    try:
-        config.learner.check()
-    except LearnerConfigError as exc:
-        raise ConfigError(str(exc)) from exc
 
 
 def check_dialog_length(config: TrainConfig) -> None:
@@ -170,55 +137,6 @@ def check_dialog_length(config: TrainConfig) -> None:
             f"engine.kv_cache_gib={engine.kv_cache_gib} cannot hold one dialog of {length} "
             f"({kv_bytes / 2**30:.2f} GiB of KV cache): raise engine.kv_cache_gib"
         )
-
-
-class ProblemStream:
-    """The training problems in a seeded order, reshuffled every epoch; `position` counts
-    the problems handed out, so that a resumed run continues where it stopped."""
-
-    def __init__(self, problems: list[Problem], seed: int, position: int = 0) -> None:
-        if not problems:
-            raise ConfigError("the training split has no problems (check data.*)")
-        self.problems = problems
-        self.seed = seed
-        self.position = position
-
-    def take(self, count: int) -> list[Problem]:
-        taken = []
-        for position in range(self.position, self.position + count):
-            epoch, index = divmod(position, len(self.problems))
-            order = list(range(len(self.problems)))
-            random.Random(self.seed * 7919 + epoch).shuffle(order)
-            taken.append(self.problems[order[index]])
-        self.position += count
-        return taken
-
-
-def turn_solve_rates(rollouts: list[Rollout], max_turns: int) -> dict[str, float]:
-    """Share of episodes solved (final verdict) by the end of turn t, for t = 1..max_turns:
-    an episode that passed with fewer turns counts as solved at every later turn."""
-    rates = {}
-    for turn in range(1, max_turns + 1):
-        solved = sum(r.passed and len(r.turns) <= turn for r in rollouts)
-        rates[f"solve_rate_turn_{turn}"] = solved / len(rollouts)
-    return rates
-
-
-def evaluate_1at3(
-    pool, problems: list[Problem], rollouts: int, dialog: DialogConfig, seeds: EpisodeSeeds
-):
-    """1@3 on `problems` with the pool's engines: `rollouts` per problem at the paper's
-    evaluation sampling. Returns (1@3, per-turn solve rates, the rollouts played)."""
-    from problems.solve_rates import mean_solved
-
-    episodes = [problem for problem in problems for _ in range(rollouts)]
-    sampling = replace(EVAL_SAMPLING, max_new_tokens=dialog.sampling.max_new_tokens)
-    played = pool.play(episodes, seeds, dialog=replace(dialog, sampling=sampling))
-    per_problem = [
-        mean_solved([r.passed for r in played[index * rollouts : (index + 1) * rollouts]])
-        for index in range(len(problems))
-    ]
-    return statistics.mean(per_problem), turn_solve_rates(played, dialog.max_turns), played
 
 
 class Producer:
@@ -366,6 +284,19 @@ def _load(data, tokenizer, dialog: DialogConfig, drop_unfit: bool, say) -> list[
     return problems
 
 
+@dataclass
+class _Loop:
+    """What a run's iterations share: the producer of rollouts, the run folder's files,
+    the watchers (chaos, live metrics, stop requests), and the 1@3 of each evaluation."""
+
+    producer: Producer
+    files: RunFiles
+    chaos: ChaosMonkey
+    live: TrainerMetrics
+    stop: StopRequest
+    evaluations: dict[int, float]
+
+
 class Trainer:
     """Starts the actors, runs the iterations, writes the run folder."""
 
@@ -399,8 +330,8 @@ class Trainer:
 
         from actors.inference import InferencePool
         from actors.replay_queue import ReplayQueueActor
+        from actors.sandbox_pool import SandboxPool
         from learner.group import LearnerGroup
-        from sandbox.pool import SandboxPool
 
         config = self.config
         if not ray.is_initialized():
@@ -439,11 +370,10 @@ class Trainer:
             sandbox_actors=self.sandboxes.names if self.sandboxes else None,
         )
         self.group = LearnerGroup(config.learner, config.model)
-        ahead = config.trainer.max_staleness if config.trainer.schedule == "async" else 0
-        capacity = config.trainer.rollouts_per_iteration * (1 + ahead)
+        trainer = config.trainer
         # Bookkeeping only: it takes no CPU from the actors that work.
         self.queue = ReplayQueueActor.options(name="replay-queue", num_cpus=0).remote(
-            capacity, max(config.trainer.max_staleness, ahead)
+            trainer.queue_capacity, max(trainer.max_staleness, trainer.look_ahead)
         )
 
     def _fit_to_cluster(self, config: TrainConfig) -> TrainConfig:
@@ -477,18 +407,19 @@ class Trainer:
 
     def run(self) -> str:
         """Train; the closing summary."""
-        import ray
         from tqdm import tqdm
-
-        from learner.group import LearnerRankDied
 
         config, trainer = self.config, self.config.trainer
         self._start_actors()
         files = RunFiles(self.run_dir)
         stream = ProblemStream(self.train_problems, trainer.seed)
-        ahead = trainer.max_staleness if trainer.schedule == "async" else 0
         producer = Producer(
-            self.pool, self.queue, stream, trainer.rollouts_per_iteration, trainer.seed, ahead
+            self.pool,
+            self.queue,
+            stream,
+            trainer.rollouts_per_iteration,
+            trainer.seed,
+            trainer.look_ahead,
         )
         if config.run.resume:
             first = self._resume(files, stream, producer)
@@ -509,69 +440,31 @@ class Trainer:
             total=trainer.iterations,
         )
         last = {}
-        stop = StopRequest()
-        live = TrainerMetrics()
-        chaos = ChaosMonkey(config.chaos, self._actor_names, self.say)
+        loop = _Loop(
+            producer,
+            files,
+            ChaosMonkey(config.chaos, self._actor_names, self.say),
+            TrainerMetrics(),
+            StopRequest(),
+            evaluations,
+        )
         try:
             for iteration in progress:
-                started = time.perf_counter()
-                chaos.iteration_started(iteration)
-                rollouts = self._take(producer, iteration)
-                data_position = producer.positions.pop(iteration)
-                waited = time.perf_counter() - started
-                try:
-                    trainable = trainable_rollouts(rollouts, config.learner, iteration)
-                    train = self.group.train(trainable, iteration)
-                    sync = self.group.sync_weights(self.pool, iteration)
-                except LearnerRankDied as exc:
-                    raise RunStopped(self._how_to_resume(exc)) from exc
-                producer.learner_at(iteration)
-                ray.get(self.queue.set_learner_version.remote(iteration))
-                live.iteration(iteration, train["time_train_s"], sync["sync_s"])
-                metrics = iteration_metrics(iteration, rollouts, train, config.dialog.max_turns)
-                metrics.update(
-                    producer.timings.pop(iteration),
-                    time_wait_rollouts_s=waited,
-                    time_train_s=train["time_train_s"],
-                    time_sync_s=sync["sync_s"],
-                    time_engine_load_s=sync["engine_load_s"],
-                    tasks_redone=self.pool.stats.actor_failures,
-                    chaos_kills=len(chaos.kills),
-                    **{
-                        f"restarts_{kind}": count
-                        for kind, count in restarts_by_kind(("inference", "sandbox")).items()
-                    },
-                )
-                every = config.eval.every
-                if iteration == trainer.iterations or (every and iteration % every == 0):
-                    metrics["eval_1at3"], turns = self._evaluate(iteration, files)
-                    metrics.update({f"eval_{k}": v for k, v in turns.items()})
-                    evaluations[iteration] = metrics["eval_1at3"]
-                checkpoint_now = iteration % config.run.checkpoint_every == 0
-                if checkpoint_now or iteration == trainer.iterations or stop.requested:
-                    self.group.save_checkpoint(
-                        str(self.run_dir / "checkpoints"),
-                        iteration,
-                        {"data_position": data_position},
-                        config.run.keep_checkpoints,
-                    )
-                metrics["time_iteration_s"] = time.perf_counter() - started
-                files.write_iteration(metrics, rollouts)
-                last = metrics
+                last = self._iteration(iteration, loop)
                 progress.set_postfix(
-                    reward=f"{metrics['reward_mean']:.2f}", solve=f"{metrics['solve_rate']:.2f}"
+                    reward=f"{last['reward_mean']:.2f}", solve=f"{last['solve_rate']:.2f}"
                 )
-                self.say(summary_line(metrics))
-                if stop.requested:
+                self.say(summary_line(last))
+                if loop.stop.requested:
                     self.say(
-                        f"train: stopped by {stop.requested} after iteration {iteration}, "
+                        f"train: stopped by {loop.stop.requested} after iteration {iteration}, "
                         "checkpoint written; run.resume=true continues"
                     )
                     break
             self.group.export_policy(self.run_dir / "policy")
         finally:
-            chaos.stop()
-            stop.restore()
+            loop.chaos.stop()
+            loop.stop.restore()
             producer.stop()
             files.close()
             progress.close()
@@ -581,6 +474,59 @@ class Trainer:
 
             report = str(write_report(self.run_dir))
         return closing_summary(self.run_dir, before, before_turns, evaluations, last, report)
+
+    def _iteration(self, iteration: int, loop: _Loop) -> dict:
+        """One iteration: take its rollouts, train, sync the engines, evaluate and
+        checkpoint when due, write its files; its metrics."""
+        import ray
+
+        from learner.group import LearnerRankDied
+
+        config, trainer = self.config, self.config.trainer
+        started = time.perf_counter()
+        loop.chaos.iteration_started(iteration)
+        rollouts = self._take(loop.producer, iteration)
+        data_position = loop.producer.positions.pop(iteration)
+        waited = time.perf_counter() - started
+        try:
+            trainable = trainable_rollouts(rollouts, config.learner, iteration)
+            train = self.group.train(trainable, iteration)
+            sync = self.group.sync_weights(self.pool, iteration)
+        except LearnerRankDied as exc:
+            raise RunStopped(self._how_to_resume(exc)) from exc
+        loop.producer.learner_at(iteration)
+        ray.get(self.queue.set_learner_version.remote(iteration))
+        loop.live.iteration(iteration, train["time_train_s"], sync["sync_s"])
+        metrics = iteration_metrics(iteration, rollouts, train, config.dialog.max_turns)
+        metrics.update(
+            loop.producer.timings.pop(iteration),
+            time_wait_rollouts_s=waited,
+            time_train_s=train["time_train_s"],
+            time_sync_s=sync["sync_s"],
+            time_engine_load_s=sync["engine_load_s"],
+            tasks_redone=self.pool.stats.actor_failures,
+            chaos_kills=len(loop.chaos.kills),
+            **{
+                f"restarts_{kind}": count
+                for kind, count in restarts_by_kind(("inference", "sandbox")).items()
+            },
+        )
+        every = config.eval.every
+        if iteration == trainer.iterations or (every and iteration % every == 0):
+            metrics["eval_1at3"], turns = self._evaluate(iteration, loop.files)
+            metrics.update({f"eval_{k}": v for k, v in turns.items()})
+            loop.evaluations[iteration] = metrics["eval_1at3"]
+        checkpoint_now = iteration % config.run.checkpoint_every == 0
+        if checkpoint_now or iteration == trainer.iterations or loop.stop.requested:
+            self.group.save_checkpoint(
+                str(self.run_dir / "checkpoints"),
+                iteration,
+                {"data_position": data_position},
+                config.run.keep_checkpoints,
+            )
+        metrics["time_iteration_s"] = time.perf_counter() - started
+        loop.files.write_iteration(metrics, rollouts)
+        return metrics
 
     def _resume(self, files: RunFiles, stream: ProblemStream, producer: Producer) -> int:
         """Restore the last complete checkpoint; the iteration to start at."""
@@ -637,15 +583,17 @@ class Trainer:
         """1@3 and solve rates by turn after `iteration` (0: before training); its
         rollouts go to the run folder."""
         config = self.config
-        solved, turns, played = evaluate_1at3(
+        per_problem = play_repeated(
             self.pool,
             self.valid_problems,
             config.eval.rollouts,
             config.dialog,
+            EVAL_SAMPLING,
             EpisodeSeeds(config.trainer.seed, "eval", iteration),
         )
+        played = [rollout for rollouts in per_problem for rollout in rollouts]
         files.write_evaluation(iteration, played)
-        return solved, turns
+        return one_at_three(per_problem)[0], turn_solve_rates(played, config.dialog.max_turns)
 
 
 def summary_line(metrics: dict) -> str:
@@ -683,14 +631,18 @@ def closing_summary(run_dir, before, before_turns, evaluations, last, report) ->
 
 @hydra.main(config_path=str(CONF_DIR), config_name="train", version_base="1.3")
 def main(cfg) -> None:
-    config: TrainConfig = OmegaConf.to_object(cfg)
-    if config.dry_run:
-        print(format_plan(make_plan(config)))
-        return
-    Path(config.run.dir).mkdir(parents=True, exist_ok=True)
-    OmegaConf.save(cfg, Path(config.run.dir) / "config.yaml", resolve=True)
-    log = RunLog(config.run.dir)
-    status = run_entry_point("train", lambda: Trainer(config).run(), log.record)
+    logs: list[RunLog] = []  # the run folder's log, once the config names the folder
+
+    def train() -> str:
+        config: TrainConfig = OmegaConf.to_object(cfg)  # every config check runs here
+        if config.dry_run:
+            return format_plan(make_plan(config))
+        Path(config.run.dir).mkdir(parents=True, exist_ok=True)
+        OmegaConf.save(cfg, Path(config.run.dir) / "config.yaml", resolve=True)
+        logs.append(RunLog(config.run.dir))
+        return Trainer(config).run()
+
+    status = run_entry_point("train", train, lambda line: [log.record(line) for log in logs])
     if status:
         sys.exit(status)
 

@@ -8,11 +8,11 @@ import math
 from dataclasses import dataclass, field, replace
 
 from actors.dialog import DialogConfig
-from actors.generation import EngineConfig, ModelConfig
+from engines.generation import EngineConfig, ModelConfig
 from launch.chaos import ChaosConfig
 from learner.config import LearnerConfig
 from problems.config import DataConfig
-from sandbox import SandboxConfig
+from sandbox import ConfigError, SandboxConfig
 
 SCHEDULES = ("sync", "async")
 
@@ -48,6 +48,16 @@ class TrainerConfig:
     """`async`: rollouts may be this many weight versions behind the learner at most."""
     seed: int = 0
     """Seeds the problem order, sampling, and the learner."""
+
+    @property
+    def look_ahead(self) -> int:
+        """Iterations the rollouts may be played ahead of the learner (0: sync)."""
+        return self.max_staleness if self.schedule == "async" else 0
+
+    @property
+    def queue_capacity(self) -> int:
+        """Rollouts the replay queue holds: an iteration's, and those played ahead."""
+        return self.rollouts_per_iteration * (1 + self.look_ahead)
 
 
 @dataclass
@@ -128,6 +138,36 @@ class TrainConfig:
     dry_run: bool = False
     """Print the plan (placement, model size, memory per GPU, tokens and time per
     iteration; `launch/plan.py`) and exit: no run folder, no model check, no Ray."""
+
+    def check(self) -> None:
+        """Raise `ConfigError` (naming the keys) for settings of several groups that
+        cannot work together for a run (each group checks its own as it is made; a
+        group may compose alone, e.g. `learner=paper`, and be refused here)."""
+        trainer, learner = self.trainer, self.learner
+        if trainer.schedule not in SCHEDULES:
+            raise ConfigError(
+                f"trainer.schedule must be one of {SCHEDULES}, got {trainer.schedule!r}"
+            )
+        if trainer.schedule == "async" and trainer.max_staleness < 1:
+            raise ConfigError("trainer.max_staleness must be >= 1 for trainer.schedule=async")
+        if trainer.iterations < 1 or trainer.rollouts_per_iteration < 1:
+            raise ConfigError("trainer.iterations and trainer.rollouts_per_iteration must be >= 1")
+        if trainer.rollouts_per_iteration // learner.updates_per_iteration < learner.num_ranks:
+            raise ConfigError(
+                f"trainer.rollouts_per_iteration={trainer.rollouts_per_iteration} in "
+                f"learner.updates_per_iteration={learner.updates_per_iteration} updates "
+                f"gives fewer rollouts per update than learner.num_ranks={learner.num_ranks}"
+            )
+        sampling = self.dialog.sampling
+        if sampling.temperature != 1.0 or sampling.top_p != 1.0:
+            raise ConfigError(
+                "dialog.sampling.temperature and dialog.sampling.top_p must be 1.0 for "
+                f"training (got {sampling.temperature} and {sampling.top_p}): the learner "
+                "takes the engine's log-probs as the policy's, in the PPO ratio and the KL "
+                "penalty"
+            )
+        if self.actors.num_inference < 1 or self.actors.num_sandbox < 0:
+            raise ConfigError("actors.num_inference must be >= 1 and actors.num_sandbox >= 0")
 
 
 def cpu_reservations(config: TrainConfig) -> dict[str, tuple[int, float]]:

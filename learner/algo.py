@@ -64,9 +64,11 @@ def turn_rewards(
       carry it; only last turns use it).
     kl [S]: per_turn_kl.  ->  [S]
     """
-    code = torch.where(valid_code, 0.0, no_code_penalty).to(kl.dtype)
-    outcome = torch.where(episode_passed, 1.0, -1.0).to(kl.dtype)
-    return code + torch.where(last_turn, outcome, torch.zeros_like(outcome)) - beta * kl
+    # Built in kl's dtype: in float64 the rewards are exactly -0.2, +1 and -1.
+    zero = torch.zeros_like(kl)
+    code = torch.where(valid_code, zero, torch.full_like(kl, no_code_penalty))
+    outcome = torch.where(episode_passed, torch.ones_like(kl), torch.full_like(kl, -1.0))
+    return code + torch.where(last_turn, outcome, zero) - beta * kl
 
 
 def returns_to_go(rewards: Tensor, episode_of_turn: Tensor) -> Tensor:
@@ -93,6 +95,34 @@ def returns_to_go(rewards: Tensor, episode_of_turn: Tensor) -> Tensor:
 def turn_advantages(returns: Tensor, values: Tensor) -> Tensor:
     """A_t = G_t - V(c_t): returns [S], values [S]  ->  [S]."""
     return returns - values
+
+
+def targets(
+    behaviour_logprobs: Tensor,
+    reference_logprobs: Tensor,
+    turn_of_token: Tensor,
+    episode_of_turn: Tensor,
+    valid_code: Tensor,
+    last_turn: Tensor,
+    episode_passed: Tensor,
+    values: Tensor,
+    turn_of_point: Tensor,
+    beta: float = KL_BETA,
+    no_code_penalty: float = NO_CODE_PENALTY,
+) -> tuple[Tensor, Tensor]:
+    """What the updates aim at, from the KL penalty to the advantages: the returns-to-go
+    G_t of R_t = r_t - beta * KL_t, and the advantage G_t - V at each value point.
+
+    behaviour_logprobs, reference_logprobs, turn_of_token: [N] (the KL is taken on the
+    policy that sampled the tokens); episode_of_turn, valid_code, last_turn,
+    episode_passed: [S] (see `turn_rewards`); values [P] and turn_of_point [P]: the value
+    at each value point and its turn (P = S at turn level, the paper).
+    ->  returns [S], advantages [P]
+    """
+    kl = per_turn_kl(behaviour_logprobs, reference_logprobs, turn_of_token, len(episode_of_turn))
+    rewards = turn_rewards(valid_code, last_turn, episode_passed, kl, beta, no_code_penalty)
+    returns = returns_to_go(rewards, episode_of_turn)
+    return returns, turn_advantages(returns[turn_of_point], values)
 
 
 def ppo_policy_loss(

@@ -7,6 +7,11 @@ models are called without an attention mask, from which transformers builds a ca
 mask that keeps each rollout to itself. A trained token at position p of a row is
 predicted by the logits at p - 1 (never across rollouts: a rollout's first token is
 prompt); the value of turn t is read at the last prompt token before its reply.
+
+Values are read at the batch's value points (P of them): one per turn (the paper's
+turn-level value, P = S), or one per trained token at the token before it (the
+token-level ablation, P = N). `collate` places them once; the learner then reads
+`value_rows`/`value_positions`, `point_of_token` and `turn_of_point` whatever the level.
 """
 
 from __future__ import annotations
@@ -16,7 +21,11 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor
 
-from actors.rollout import Rollout
+from engines.rollout import Rollout
+
+from . import algo
+
+VALUE_LEVELS = ("turn", "token")
 
 
 @dataclass
@@ -36,9 +45,14 @@ class TrainingBatch:
     turn_of_token: Tensor
     """[N] the turn (0..S-1) each trained token belongs to."""
     value_rows: Tensor
-    """[S] row of each turn."""
+    """[P] row of each value point."""
     value_positions: Tensor
-    """[S] position of the last prompt token before each turn's reply."""
+    """[P] position of each value point: the last prompt token before its turn's reply
+    (turn-level), or the token before its trained token (token-level)."""
+    point_of_token: Tensor
+    """[N] the value point whose advantage each trained token gets."""
+    turn_of_point: Tensor
+    """[P] the turn (0..S-1) of each value point."""
     episode_of_turn: Tensor
     """[S] episode (index into the collated rollouts) of each turn; non-decreasing."""
     valid_code: Tensor
@@ -51,6 +65,31 @@ class TrainingBatch:
     @property
     def num_turns(self) -> int:
         return len(self.episode_of_turn)
+
+    def targets(
+        self,
+        reference_logprobs: Tensor,
+        values: Tensor,
+        beta: float = algo.KL_BETA,
+        no_code_penalty: float = algo.NO_CODE_PENALTY,
+    ) -> tuple[Tensor, Tensor]:
+        """`learner.algo.targets` of this batch: the returns G_t [S] and the advantages
+        [P], given the reference's log-probs of the trained tokens [N] and the values at
+        the value points [P]. The KL penalty is taken on the policy that sampled the
+        tokens: the engine's behaviour log-probs."""
+        return algo.targets(
+            self.behaviour_logprobs,
+            reference_logprobs,
+            self.turn_of_token,
+            self.episode_of_turn,
+            self.valid_code,
+            self.last_turn,
+            self.episode_passed,
+            values,
+            self.turn_of_point,
+            beta,
+            no_code_penalty,
+        )
 
     def model_inputs(self) -> dict:
         """Keyword arguments of a transformers model's forward for this batch."""
@@ -65,12 +104,23 @@ class TrainingBatch:
         return TrainingBatch(**moved)
 
 
+def value_points(rollout: Rollout, value_level: str) -> int:
+    """How many value points `rollout` has (see the module docstring)."""
+    return len(rollout.reply_starts) if value_level == "turn" else sum(rollout.trained_mask)
+
+
 def collate(
-    rollouts: list[Rollout], pad_id: int, placement: list[tuple[int, int]] | None = None
+    rollouts: list[Rollout],
+    pad_id: int,
+    placement: list[tuple[int, int]] | None = None,
+    value_level: str = "turn",
 ) -> TrainingBatch:
-    """One batch of `rollouts` (each with at least one turn). `placement[i]` = (row, first
-    position) of rollout i (`learner.packing.placement`); by default one rollout per row.
-    Tokens and turns come in rollout order, whatever the placement."""
+    """One batch of `rollouts` (each with at least one turn), its values read at
+    `value_level`'s points. `placement[i]` = (row, first position) of rollout i
+    (`learner.packing.placement`); by default one rollout per row. Tokens and turns come
+    in rollout order, whatever the placement."""
+    if value_level not in VALUE_LEVELS:
+        raise ValueError(f"value_level {value_level!r} is not one of {', '.join(VALUE_LEVELS)}")
     placement = placement or [(index, 0) for index in range(len(rollouts))]
     ends = {}
     for rollout, (row, offset) in zip(rollouts, placement, strict=True):
@@ -106,6 +156,11 @@ def collate(
     episode_of_turn = []
     for episode, rollout in enumerate(rollouts):
         episode_of_turn += [episode] * len(rollout.reply_starts)
+    if value_level == "turn":
+        point_of_token, turn_of_point = turn_of_token, list(range(len(value_rows)))
+    else:
+        value_rows, value_positions = rows, [position - 1 for position in positions]
+        point_of_token, turn_of_point = list(range(len(rows))), turn_of_token
     return TrainingBatch(
         input_ids=input_ids,
         position_ids=position_ids,
@@ -116,6 +171,8 @@ def collate(
         turn_of_token=torch.tensor(turn_of_token, dtype=torch.long),
         value_rows=torch.tensor(value_rows, dtype=torch.long),
         value_positions=torch.tensor(value_positions, dtype=torch.long),
+        point_of_token=torch.tensor(point_of_token, dtype=torch.long),
+        turn_of_point=torch.tensor(turn_of_point, dtype=torch.long),
         episode_of_turn=torch.tensor(episode_of_turn, dtype=torch.long),
         valid_code=torch.tensor(valid),
         last_turn=torch.tensor(last),

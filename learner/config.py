@@ -6,13 +6,15 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from sandbox import ConfigError
+
 from .algo import CLIP_EPS, KL_BETA, NO_CODE_PENALTY, VALUE_CLIP
+from .batch import VALUE_LEVELS
 
 TRANSPORTS = ("object_store", "distributed")
-VALUE_LEVELS = ("turn", "token")
 
 
-class LearnerConfigError(ValueError):
+class LearnerConfigError(ConfigError):
     """A learner setting that cannot work; the message names the field."""
 
 
@@ -73,7 +75,7 @@ class LearnerConfig:
     """`distributed` transport: the weights travel in buckets of about this size."""
     seed: int = 0
 
-    def check(self) -> None:
+    def __post_init__(self) -> None:
         """Raise `LearnerConfigError` for settings that cannot work."""
         problems = []
         if self.num_ranks < 1:

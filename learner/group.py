@@ -12,8 +12,8 @@ from ray.exceptions import RayActorError
 from ray.util.placement_group import placement_group, remove_placement_group
 from ray.util.scheduling_strategies import PlacementGroupSchedulingStrategy
 
-from actors.generation import ModelConfig
-from actors.rollout import Rollout
+from engines.generation import ModelConfig
+from engines.rollout import Rollout
 
 from . import checkpoint
 from .config import LearnerConfig
@@ -46,7 +46,6 @@ class LearnerGroup:
     """K DeepSpeed ranks, one Ray actor each, named `learner-<rank>`."""
 
     def __init__(self, config: LearnerConfig, model: ModelConfig) -> None:
-        config.check()
         self.config = config
         gpus = 1 if config.device != "cpu" else 0
         bundle = {"CPU": config.cpus_per_rank, **({"GPU": gpus} if gpus else {})}

@@ -30,12 +30,12 @@ from pathlib import Path
 import torch
 from torch import Tensor
 
-from actors import weight_broadcast
-from actors.generation import ModelConfig
-from actors.rollout import Rollout
+from engines import weight_broadcast
+from engines.generation import ModelConfig
+from engines.rollout import Rollout
 
 from . import algo
-from .batch import TrainingBatch, collate, token_logprobs
+from .batch import TrainingBatch, collate, token_logprobs, value_points
 from .config import LearnerConfig
 from .packing import (
     MicroBatch,
@@ -326,7 +326,9 @@ class LearnerRank:
     ) -> tuple[list, TrainingBatch]:
         """The micro-batch's rollout indices in batch order, and its packed batch."""
         order, places = placement(self.lengths, micro_batch)
-        batch = collate([rollouts[index] for index in order], PAD_ID, places)
+        batch = collate(
+            [rollouts[index] for index in order], PAD_ID, places, self.config.value_level
+        )
         return order, batch.to(self.device)
 
     @staticmethod
@@ -334,21 +336,10 @@ class LearnerRank:
         logits = model(**batch.model_inputs()).logits
         return token_logprobs(logits, batch).float(), logits
 
-    def _value_points(self, batch: TrainingBatch) -> tuple[Tensor, Tensor]:
-        """Where values are read: (point of each trained token [N], turn of each point [P]).
-        Turn-level (the paper): one point per turn, at the last prompt token before its
-        reply. Token-level (the ablation): one point per reply token, at the token before
-        it."""
-        if self.config.value_level == "turn":
-            return batch.turn_of_token, torch.arange(batch.num_turns, device=self.device)
-        return torch.arange(len(batch.token_rows), device=self.device), batch.turn_of_token
-
     def _values(self, batch: TrainingBatch) -> Tensor:
-        """[P] the value model's values at the batch's value points."""
-        values = self.value(**batch.model_inputs())
-        if self.config.value_level == "turn":
-            return values[batch.value_rows, batch.value_positions].float()
-        return values[batch.token_rows, batch.token_positions - 1].float()
+        """[P] the value model's values at the batch's value points (through DeepSpeed's
+        engine: under ZeRO-3 its forward is what gathers the parameters)."""
+        return self.value(**batch.model_inputs())[batch.value_rows, batch.value_positions].float()
 
     def _prepare(self, rollouts: list[Rollout], plan) -> tuple[dict[int, Prepared], dict]:
         """Old values, returns and advantages of this rank's rollouts; sums over the whole
@@ -364,23 +355,13 @@ class LearnerRank:
                 values = self._values(batch)
                 if not micro_batch:
                     continue
-                # The KL penalty is taken on the policy that sampled the tokens: the engine's
-                # behaviour log-probs, so no forward pass of the policy is needed here.
-                behaviour = batch.behaviour_logprobs
-                kl = algo.per_turn_kl(behaviour, reference, batch.turn_of_token, batch.num_turns)
-                rewards = algo.turn_rewards(
-                    batch.valid_code,
-                    batch.last_turn,
-                    batch.episode_passed,
-                    kl,
-                    config.kl_beta,
-                    config.no_code_penalty,
+                # On the behaviour log-probs: no forward pass of the policy is needed here.
+                returns, advantages = batch.targets(
+                    reference, values, config.kl_beta, config.no_code_penalty
                 )
-                returns = algo.returns_to_go(rewards, batch.episode_of_turn)
-                _, turn_of_point = self._value_points(batch)
-                point_returns = returns[turn_of_point]
-                advantages = algo.turn_advantages(point_returns, values)
-                episode_of_point = batch.episode_of_turn[turn_of_point]
+                behaviour = batch.behaviour_logprobs
+                point_returns = returns[batch.turn_of_point]
+                episode_of_point = batch.episode_of_turn[batch.turn_of_point]
                 first_turn = torch.ones_like(batch.last_turn)
                 first_turn[1:] = batch.episode_of_turn[1:] != batch.episode_of_turn[:-1]
                 # Per rollout: its tokens' summed log-ratio to the reference, and their count
@@ -421,8 +402,7 @@ class LearnerRank:
         started = time.perf_counter()
         lr = self.policy.get_lr()[0]
         part_tokens = sum(sum(rollouts[index].trained_mask) for index in part)
-        part_turns = sum(len(rollouts[index].reply_starts) for index in part)
-        part_points = part_turns if config.value_level == "turn" else part_tokens
+        part_points = sum(value_points(rollouts[index], config.value_level) for index in part)
         # Sums over this rank's tokens (or turns); divided by the group's totals below.
         sums = dict.fromkeys(UPDATE_SUMS, 0.0)
         log_ratio_max = 0.0
@@ -437,11 +417,10 @@ class LearnerRank:
                 for name in ("old_values", "returns", "advantages")
             )
             logprobs, logits = self._forward_logprobs(self.policy, batch)
-            point_of_token, _ = self._value_points(batch)
             policy_loss, clip_fraction = algo.ppo_policy_loss(
                 logprobs,
                 batch.behaviour_logprobs,
-                advantages[point_of_token],
+                advantages[batch.point_of_token],
                 config.clip_eps,
             )
             tokens = len(logprobs)
@@ -535,7 +514,7 @@ class LearnerRank:
         Every rank must call it."""
         import ray
 
-        from actors.weights import serialize_weights
+        from engines.weights import serialize_weights
 
         with self._full_state(self.policy) as state:
             return None if state is None else [ray.put(serialize_weights(state))]

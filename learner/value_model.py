@@ -2,7 +2,8 @@
 
 Initialised from the policy's weights (the paper); the head starts at zero, so every
 initial value is 0 and the first advantages are the plain returns. V(c_t) is read at
-the last prompt token before reply t (`TrainingBatch.value_positions`).
+the last prompt token before reply t (`TrainingBatch.value_positions`; or, in the
+token-level ablation, at the token before each reply token).
 """
 
 from __future__ import annotations
@@ -37,7 +38,7 @@ class ValueModel(nn.Module):
         hidden = self.backbone(**model_inputs)
         return self.head(hidden.last_hidden_state).squeeze(-1)
 
-    def turn_values(self, batch: TrainingBatch) -> Tensor:
-        """V(c_t) for every turn of `batch`: [S]."""
+    def point_values(self, batch: TrainingBatch) -> Tensor:
+        """The values at `batch`'s value points: V(c_t) for every turn at turn level [P]."""
         values = self(**batch.model_inputs())
         return values[batch.value_rows, batch.value_positions]

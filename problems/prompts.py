@@ -10,8 +10,7 @@ from __future__ import annotations
 
 import re
 
-from sandbox.feedback import CODE_FENCE_INSTRUCTION
-
+from .feedback import CODE_FENCE_INSTRUCTION
 from .records import Problem
 
 CODE_CONTESTS_TEMPLATE = (

@@ -51,12 +51,12 @@ still run in child processes under the same rlimits, but with network access, a 
 file system, no process cap and no guarantee against daemonized leftovers; the sandbox
 then logs a loud warning naming what is missing.
 
-Importing this package is light: it does not import Ray (see `sandbox.pool`).
+Importing this package is light, and it imports nothing of the project's: Ray comes in
+with `actors.sandbox_pool`, the sandbox on Ray.
 """
 
 from .client import Sandbox, SandboxStartError
-from .config import SandboxConfig, SandboxConfigError
-from .feedback import feedback_message
+from .config import ConfigError, SandboxConfig, SandboxConfigError
 from .judge import outputs_match
 from .records import (
     ASSERTIONS,
@@ -76,6 +76,7 @@ from .records import (
 
 __all__ = [
     "ASSERTIONS",
+    "ConfigError",
     "DEFAULT_MEMORY_MB",
     "DEFAULT_TIME_LIMIT_S",
     "MAX_MEMORY_MB",
@@ -92,6 +93,5 @@ __all__ = [
     "SandboxStartError",
     "TestResult",
     "TestSet",
-    "feedback_message",
     "outputs_match",
 ]

@@ -247,7 +247,7 @@ class Sandbox:
 
     def job_started(self, queue_wait_s: float) -> None:
         """Called as each compiled job gets its fork server, `queue_wait_s` after it asked
-        for one: a hook for `sandbox.pool.MeteredSandbox`."""
+        for one: a hook for `actors.sandbox_pool.MeteredSandbox`."""
 
     def run_many(
         self, jobs: Iterable[Job], on_done: Callable[[], None] | None = None

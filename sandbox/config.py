@@ -10,7 +10,14 @@ MAX_FILE_MB = 16 * 1024
 """The largest `max_file_mb`: /tmp and /dev/shm, 4 times it each, live in memory."""
 
 
-class SandboxConfigError(ValueError):
+class ConfigError(ValueError):
+    """A setting that cannot work; the message names its key. The root of every config
+    error of the project: each config, in this layer or above, raises it (or a subclass)
+    from `__post_init__`, and the entry points print it as one line and exit 2. It lives
+    here, in the lowest layer, so that every layer can raise it."""
+
+
+class SandboxConfigError(ConfigError):
     """A sandbox setting that cannot work; the message names the field."""
 
 

@@ -1,13 +1,17 @@
-"""Shared fixtures, and the rule that GPU tests are skipped, with the reason, without a GPU."""
+"""Shared fixtures and the rule that GPU tests are skipped, with the reason, without a GPU.
+
+Helpers that tests import live in `fixtures.py` (and `train_app.py`), imported as
+`from fixtures import ...`.
+"""
 
 from __future__ import annotations
 
 import shutil
-import textwrap
 
 import pytest
+from fixtures import QUICK_TINY, random_qwen2
 
-from sandbox import Job, Sandbox, SandboxConfig, TestSet
+from sandbox import Sandbox, SandboxConfig
 
 
 def _gpu_missing_reason() -> str | None:
@@ -26,20 +30,6 @@ def pytest_collection_modifyitems(config, items):
             item.add_marker(pytest.mark.skip(reason=reason))
 
 
-QUICK_TINY = dict(
-    hidden_size=64,
-    heads=1,
-    intermediate_size=128,
-    layers=2,
-    train_problems=150,
-    steps=8,
-    batch_size=4,
-    eval_problems=12,
-    max_new_tokens=48,
-)
-"""A tiny model that builds in seconds: loadable and real, though it has learned little."""
-
-
 @pytest.fixture(scope="session")
 def quick_tiny_model(tmp_path_factory):
     """The folder of a quickly built tiny model (tokenizer, chat template, weights)."""
@@ -53,8 +43,6 @@ def quick_tiny_model(tmp_path_factory):
 @pytest.fixture(scope="session")
 def random_qwen2_model(tmp_path_factory):
     """The folder of a random tiny Qwen2 (tied embeddings, GQA) with the tiny tokenizer."""
-    from fixtures import random_qwen2
-
     return random_qwen2(tmp_path_factory.mktemp("random-qwen2"))
 
 
@@ -63,20 +51,6 @@ def sandbox():
     """One sandbox (two fork servers, default isolation) for the whole session."""
     with Sandbox(SandboxConfig(workers=2)) as box:
         yield box
-
-
-def stdio_job(program: str, inputs, outputs=None, **limits) -> Job:
-    """A stdin/stdout job; `program` is dedented; outputs default to empty strings."""
-    inputs = tuple(inputs)
-    outputs = tuple(outputs) if outputs is not None else ("",) * len(inputs)
-    limits.setdefault("time_limit_s", 2.0)
-    limits.setdefault("memory_mb", 512)
-    return Job(textwrap.dedent(program), TestSet("stdio", inputs, outputs), **limits)
-
-
-def run_one(sandbox: Sandbox, program: str, stdin: str = "", expected: str = "", **limits):
-    """The TestResult of `program` on one stdin/stdout test."""
-    return sandbox.run(stdio_job(program, [stdin], [expected], **limits)).tests[0]
 
 
 @pytest.fixture(scope="module")

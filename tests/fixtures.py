@@ -1,4 +1,5 @@
-"""Small data files in the real formats, written by the tests themselves (no downloads).
+"""Helpers the tests import (`from fixtures import ...`): small data files in the real
+formats, written by the tests themselves (no downloads), and small sandbox jobs.
 
 CodeContests: parquet shards with the column names and nested types of
 `deepmind/code_contests` (tests and solutions are structs of lists; `source`,
@@ -7,10 +8,13 @@ CodeContests: parquet shards with the column names and nested types of
 
 from __future__ import annotations
 
+import textwrap
 from pathlib import Path
 
 import pyarrow as pa
 import pyarrow.parquet as pq
+
+from sandbox import Job, Sandbox, TestSet
 
 _TESTS = pa.struct([("input", pa.list_(pa.string())), ("output", pa.list_(pa.string()))])
 _SOLUTIONS = pa.struct([("language", pa.list_(pa.int64())), ("solution", pa.list_(pa.string()))])
@@ -101,7 +105,7 @@ def synthetic_rollouts(count: int, seed: int, vocab_size: int) -> list:
     import math
     import random
 
-    from actors.rollout import Rollout, Turn
+    from engines.rollout import Rollout, Turn
 
     rng = random.Random(seed)
     uniform = -math.log(vocab_size)
@@ -167,3 +171,31 @@ def random_qwen2(folder: Path) -> Path:
         torch.manual_seed(0)
         Qwen2ForCausalLM(config).save_pretrained(folder)
     return folder
+
+
+QUICK_TINY = dict(
+    hidden_size=64,
+    heads=1,
+    intermediate_size=128,
+    layers=2,
+    train_problems=150,
+    steps=8,
+    batch_size=4,
+    eval_problems=12,
+    max_new_tokens=48,
+)
+"""A tiny model that builds in seconds: loadable and real, though it has learned little."""
+
+
+def stdio_job(program: str, inputs, outputs=None, **limits) -> Job:
+    """A stdin/stdout job; `program` is dedented; outputs default to empty strings."""
+    inputs = tuple(inputs)
+    outputs = tuple(outputs) if outputs is not None else ("",) * len(inputs)
+    limits.setdefault("time_limit_s", 2.0)
+    limits.setdefault("memory_mb", 512)
+    return Job(textwrap.dedent(program), TestSet("stdio", inputs, outputs), **limits)
+
+
+def run_one(sandbox: Sandbox, program: str, stdin: str = "", expected: str = "", **limits):
+    """The TestResult of `program` on one stdin/stdout test."""
+    return sandbox.run(stdio_job(program, [stdin], [expected], **limits)).tests[0]

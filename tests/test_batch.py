@@ -2,7 +2,7 @@
 
 import torch
 
-from actors.rollout import Rollout, Turn
+from engines.rollout import Rollout, Turn
 from learner.batch import collate, token_logprobs
 
 
@@ -87,9 +87,9 @@ def test_the_learner_scores_vllm_rollouts_as_vllm_sampled_them(quick_tiny_model,
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
     from actors.dialog import DialogConfig, play_episodes
-    from actors.engines import make_engine
-    from actors.generation import EngineConfig, ModelConfig, SamplingConfig
     from actors.seeds import EpisodeSeeds
+    from engines.backend import make_engine
+    from engines.generation import EngineConfig, ModelConfig, SamplingConfig
     from problems.toy import generate_toy
 
     tokenizer = AutoTokenizer.from_pretrained(quick_tiny_model)

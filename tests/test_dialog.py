@@ -12,12 +12,12 @@ import pytest
 from transformers import AutoTokenizer
 
 from actors.dialog import DialogConfig, play_episodes
-from actors.engines import make_engine
-from actors.generation import EngineConfig, ModelConfig, SamplingConfig
 from actors.seeds import EpisodeSeeds
+from engines.backend import make_engine
+from engines.generation import EngineConfig, ModelConfig, SamplingConfig
+from problems.feedback import NO_CODE_FEEDBACK, RETRY_INSTRUCTION
 from problems.prompts import render_first_turn
 from problems.toy import generate_toy
-from sandbox.feedback import NO_CODE_FEEDBACK, RETRY_INSTRUCTION
 
 SAMPLING = SamplingConfig(temperature=1.0, max_new_tokens=24)
 SEEDS = EpisodeSeeds(run_seed=3, phase="train", iteration=1)

@@ -10,7 +10,7 @@ import time
 import pytest
 from torch import nn
 
-from actors.generation import ModelConfig
+from engines.generation import ModelConfig
 from launch import plan
 
 PAPER_RUNS = {

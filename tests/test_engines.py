@@ -8,9 +8,9 @@ import pytest
 import torch
 from transformers import AutoModelForCausalLM, AutoTokenizer
 
-from actors.engines import make_engine
-from actors.generation import EngineConfig, ModelConfig, SamplingConfig
-from actors.weights import serialize_weights
+from engines.backend import make_engine
+from engines.generation import EngineConfig, ModelConfig, SamplingConfig
+from engines.weights import serialize_weights
 from problems.prompts import first_turn_ids
 from problems.toy import generate_toy
 
@@ -92,3 +92,27 @@ def test_a_weight_update_makes_the_engine_follow_the_new_weights(engine, prompts
 def test_an_unknown_backend_is_a_clear_error():
     with pytest.raises(ValueError, match="engine.backend 'tgi' is not one of vllm, hf"):
         make_engine(EngineConfig(backend="tgi"), ModelConfig())
+
+
+@pytest.mark.parametrize(
+    "backend", ["engines.vllm_engine.VLLMEngine", "engines.hf_engine.HFEngine"]
+)
+def test_both_backends_implement_the_engine_protocol(backend):
+    """Every method of `Engine`, with the same parameters, on each backend class."""
+    import importlib
+    import inspect
+
+    from engines.backend import Engine
+
+    module, name = backend.rsplit(".", 1)
+    engine_class = getattr(importlib.import_module(module), name)
+    methods = [
+        name
+        for name, value in vars(Engine).items()
+        if inspect.isfunction(value) and not name.startswith("_")
+    ]
+    assert methods and "generate" in methods
+    for method in methods:
+        ours = inspect.signature(getattr(engine_class, method))
+        assert list(ours.parameters) == list(inspect.signature(getattr(Engine, method)).parameters)
+    assert "weight_version" in Engine.__annotations__

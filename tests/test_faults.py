@@ -7,7 +7,7 @@ import pyarrow.parquet as pq
 from fixtures import code_contests_row, write_code_contests_shards
 from train_app import launch_train, small_run_overrides, train_small
 
-from launch.train import ProblemStream
+from problems.stream import ProblemStream
 from problems.toy import generate_toy
 
 SMALL = (

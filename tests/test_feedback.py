@@ -1,6 +1,7 @@
 """The RLEF feedback message, character for character."""
 
-from sandbox import Judgement, TestResult, TestSet, feedback_message
+from problems.feedback import feedback_message
+from sandbox import Judgement, TestResult, TestSet
 from sandbox.trim import trim_middle
 
 

@@ -7,9 +7,9 @@ import torch
 from transformers import AutoModelForCausalLM
 
 from actors.dialog import DialogConfig
-from actors.generation import EngineConfig, ModelConfig, SamplingConfig
 from actors.seeds import EpisodeSeeds
-from actors.weights import serialize_weights
+from engines.generation import EngineConfig, ModelConfig, SamplingConfig
+from engines.weights import serialize_weights
 from problems.toy import generate_toy
 from sandbox import SandboxConfig
 
@@ -39,7 +39,7 @@ def test_an_actor_killed_mid_phase_loses_no_dialog(local_ray, quick_tiny_model):
         pool.update_weights(serialize_weights(model.state_dict()), version=5)  # actors built
         killed = []
 
-        def kill_actor_zero_once():
+        def kill_actor_zero_once(_rollouts):
             if not killed:
                 killed.append(True)
                 ray.kill(pool.actors[0], no_restart=False)
@@ -82,8 +82,8 @@ def test_episodes_judged_by_the_ray_sandbox_pool(local_ray, quick_tiny_model):
     from transformers import AutoTokenizer
 
     from actors.dialog import play_episodes
-    from actors.engines import make_engine
-    from sandbox.pool import SandboxPool
+    from actors.sandbox_pool import SandboxPool
+    from engines.backend import make_engine
 
     tokenizer = AutoTokenizer.from_pretrained(quick_tiny_model)
     engine = make_engine(EngineConfig(backend="hf"), ModelConfig(path=str(quick_tiny_model)))
@@ -135,3 +135,27 @@ def test_two_vllm_actors_on_one_host_get_their_own_cores(local_ray, quick_tiny_m
         pool.shutdown()
     assert [r.problem for r in rollouts] == [p.name for p in problems]
     assert pool.stats.actor_failures == 0
+
+
+def test_the_in_process_pool_plays_what_the_actors_play(local_ray, quick_tiny_model):
+    """`launch.evaluate`'s pool (one worker, no Ray) and the training app's (actors):
+    the same chunks and seeds give the same dialogs, token for token."""
+    problems = generate_toy("valid", 6)
+    setup = (
+        ModelConfig(path=str(quick_tiny_model)),
+        EngineConfig(backend="hf"),
+        DialogConfig(sampling=SamplingConfig(max_new_tokens=24)),
+        SandboxConfig(),
+    )
+    ticks = []
+    local = InferencePool(*setup, num_actors=1, chunk_size=4, in_process=True)
+    actors = InferencePool(*setup, num_actors=1, chunk_size=4)
+    try:
+        here = local.play(problems, EpisodeSeeds(3, "eval", 0), on_done=ticks.append)
+        there = actors.play(problems, EpisodeSeeds(3, "eval", 0))
+    finally:
+        local.shutdown()
+        actors.shutdown()
+    assert ticks == [4, 2]  # rollouts per finished chunk
+    assert [r.token_ids for r in here] == [r.token_ids for r in there]
+    assert [r.passed for r in here] == [r.passed for r in there]

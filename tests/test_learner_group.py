@@ -5,15 +5,15 @@ import copy
 
 import pytest
 import torch
+from fixtures import synthetic_rollouts
 from transformers import AutoModelForCausalLM
 
-from actors.generation import ModelConfig
+from engines.generation import ModelConfig
 from learner import algo
 from learner.batch import collate, token_logprobs
 from learner.config import LearnerConfig
 from learner.rank import lr_factor, parameter_groups, update_parts
 from learner.value_model import ValueModel
-from tests.fixtures import synthetic_rollouts
 
 ray = pytest.importorskip("ray")
 from learner.group import LearnerGroup  # noqa: E402
@@ -32,13 +32,6 @@ def _config(**overrides) -> LearnerConfig:
         max_grad_norm=1.0,
     )
     return LearnerConfig(**{**settings, **overrides})
-
-
-def _values(value, batch, level: str):
-    """Turn-level: V(c_t) per turn; token-level: the value before each reply token."""
-    if level == "turn":
-        return value.turn_values(batch)
-    return value(**batch.model_inputs())[batch.token_rows, batch.token_positions - 1]
 
 
 def _single_process(config: LearnerConfig, location, rollouts) -> dict:
@@ -63,29 +56,20 @@ def _single_process(config: LearnerConfig, location, rollouts) -> dict:
     prepared = []
     with torch.no_grad():
         for part in parts:
-            batch = collate([rollouts[i] for i in part], 0)
+            batch = collate([rollouts[i] for i in part], 0, value_level=config.value_level)
             ref = token_logprobs(reference(**batch.model_inputs()).logits, batch)
-            values = _values(value, batch, config.value_level)
-            # The KL penalty is on the log-probs the rollouts were sampled with.
-            kl = algo.per_turn_kl(
-                batch.behaviour_logprobs, ref, batch.turn_of_token, batch.num_turns
-            )
-            rewards = algo.turn_rewards(batch.valid_code, batch.last_turn, batch.episode_passed, kl)
-            returns = algo.returns_to_go(rewards, batch.episode_of_turn)
-            if config.value_level == "token":
-                returns = returns[batch.turn_of_token]
-            prepared.append((batch, values, returns, algo.turn_advantages(returns, values)))
+            values = value.point_values(batch)
+            returns, advantages = batch.targets(ref, values)
+            prepared.append((batch, values, returns[batch.turn_of_point], advantages))
     seen = []
     for batch, old_values, returns, advantages in prepared:
         logits = policy(**batch.model_inputs()).logits
-        by_token = config.value_level == "token"
-        token_advantages = advantages if by_token else advantages[batch.turn_of_token]
         policy_loss, _ = algo.ppo_policy_loss(
-            token_logprobs(logits, batch), batch.behaviour_logprobs, token_advantages
+            token_logprobs(logits, batch),
+            batch.behaviour_logprobs,
+            advantages[batch.point_of_token],
         )
-        value_loss = algo.clipped_value_loss(
-            _values(value, batch, config.value_level), old_values, returns
-        )
+        value_loss = algo.clipped_value_loss(value.point_values(batch), old_values, returns)
         policy_loss.backward()
         value_loss.backward()
         norms = []
@@ -220,8 +204,8 @@ def _logprobs(state: dict, location, token_ids: list[int]) -> torch.Tensor:
 
 def test_both_transports_give_vllm_the_learners_weights(local_ray, quick_tiny_model, tmp_path):
     from actors.dialog import DialogConfig
-    from actors.generation import EngineConfig
     from actors.inference import InferencePool
+    from engines.generation import EngineConfig
     from sandbox import SandboxConfig
 
     config = _config(lr=1e-3, warmup_steps=0)

@@ -7,7 +7,7 @@ import pytest
 
 transformers = pytest.importorskip("transformers")
 
-from conftest import QUICK_TINY as QUICK  # noqa: E402
+from fixtures import QUICK_TINY as QUICK  # noqa: E402
 
 from launch.config import compose_config  # noqa: E402
 from launch.prepare_tiny import (  # noqa: E402

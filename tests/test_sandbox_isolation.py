@@ -14,7 +14,7 @@ import time
 from pathlib import Path
 
 import pytest
-from conftest import run_one, stdio_job
+from fixtures import run_one, stdio_job
 
 from sandbox import Sandbox, SandboxConfig
 

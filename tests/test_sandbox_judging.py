@@ -7,7 +7,7 @@ import textwrap
 from pathlib import Path
 
 import pytest
-from conftest import run_one, stdio_job
+from fixtures import run_one, stdio_job
 
 from sandbox import Job, TestSet
 

@@ -1,12 +1,12 @@
 """The sandbox on Ray: actors die, jobs are re-run, every job gets exactly one judgement."""
 
 import pytest
-from conftest import stdio_job
+from fixtures import stdio_job
 
 ray = pytest.importorskip("ray")
 
+from actors.sandbox_pool import SandboxActor, SandboxPool  # noqa: E402
 from sandbox import SandboxConfig  # noqa: E402
-from sandbox.pool import SandboxActor, SandboxPool  # noqa: E402
 
 
 def _numbered_jobs(count, seconds=0.2, time_limit_s=2.0):
@@ -86,14 +86,14 @@ class _SlowToRestart:
 
 
 def test_tasks_refused_while_their_actor_restarts_are_not_lost_attempts(local_ray):
-    from sandbox.pool import PoolStats, run_on_actors
+    from actors.pool import PoolStats, run_on_actors
 
     actor = _SlowToRestart.remote()
     ray.get(actor.double.remote(0))
     stats = PoolStats()
     killed = []
 
-    def kill_once():
+    def kill_once(_task):
         if not killed:
             killed.append(True)
             ray.kill(actor, no_restart=False)

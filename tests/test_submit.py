@@ -267,7 +267,7 @@ SANDBOX_JOB = """
 import time
 import ray
 from sandbox import Job, SandboxConfig, TestSet
-from sandbox.pool import SandboxPool
+from actors.sandbox_pool import SandboxPool
 ray.init()
 pool = SandboxPool.start(SandboxConfig(), 1, name_prefix="sandbox", num_cpus_per_actor=0.5)
 tests = TestSet("stdio", ("2",), ("4",))

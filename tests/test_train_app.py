@@ -175,7 +175,7 @@ def test_async_plays_the_next_batch_while_the_learner_trains(quick_tiny_model, t
 def test_resume_redoes_what_the_last_checkpoint_lacks(run_dir, quick_tiny_model, tmp_path):
     import shutil
 
-    from launch.train import ProblemStream
+    from problems.stream import ProblemStream
     from problems.toy import generate_toy
 
     original, _ = run_dir
@@ -223,11 +223,12 @@ def test_resume_without_a_checkpoint_says_so(quick_tiny_model, tmp_path):
 
 
 def test_rollouts_without_a_reply_are_left_out_of_training():
-    from actors.rollout import Rollout
+    from fixtures import synthetic_rollouts
+
+    from engines.rollout import Rollout
     from launch.config import RunStopped
     from launch.train import iteration_metrics, trainable_rollouts
     from learner.config import LearnerConfig
-    from tests.fixtures import synthetic_rollouts
 
     played = synthetic_rollouts(6, seed=0, vocab_size=64)
     filled = Rollout("too_long", [5] * 40, [0] * 40, [0.0] * 40, overflow=True)

@@ -135,3 +135,37 @@ def test_cpu_reservations_scaled_to_fit_a_smaller_cluster():
     assert cpus_reserved(scaled) <= 2 < cpus_reserved(scaled) + 1e-3
     assert scaled.learner.cpus_per_rank == 0.5714 and scaled.actors.cpus_per_sandbox == 0.2857
     assert config.learner.cpus_per_rank == 1  # the original is left as it was
+
+
+@pytest.mark.parametrize(
+    "entry, override, message",
+    [
+        ("train", "dialog.max_turns=0", "dialog.max_turns must be at least 1, got 0"),
+        ("train", "dialog.feedback=loud", "dialog.feedback 'loud' is not one of"),
+        ("train", "learner.zero_stage=5", "learner.zero_stage must be 0-3, got 5"),
+        ("train", "chaos.targets=[driver]", "chaos.targets: ['driver'] not among"),
+        ("train", "sandbox.workers=0", "sandbox.workers must be positive, got 0"),
+        ("evaluate", "engine.backend=tgi", "engine.backend 'tgi' is not one of vllm, hf"),
+    ],
+)
+def test_a_bad_value_in_any_group_is_one_line_and_exit_2(entry, override, message):
+    """Each config checks itself as it is made, inside the entry point: no traceback."""
+    import subprocess
+    import sys
+
+    done = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            f"launch.{entry}",
+            override,
+            *(["dry_run=true"] * (entry == "train")),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert done.returncode == 2, done.stderr[-2000:]
+    lines = done.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith(f"{entry}: error: "), done.stderr[-2000:]
+    assert message in lines[0]

@@ -3,7 +3,7 @@
 import torch
 from transformers import AutoModelForCausalLM
 
-from actors.rollout import Rollout, Turn
+from engines.rollout import Rollout, Turn
 from learner.batch import collate
 from learner.value_model import ValueModel
 
@@ -29,7 +29,7 @@ def test_starts_from_the_policy_backbone_with_zero_values(quick_tiny_model):
     value = ValueModel.from_pretrained(quick_tiny_model, torch.float32)
     for name, tensor in policy.get_decoder().state_dict().items():
         assert torch.equal(value.backbone.state_dict()[name], tensor)
-    values = value.turn_values(_batch())
+    values = value.point_values(_batch())
     assert values.shape == (3,)
     assert torch.equal(values, torch.zeros(3))
     # A copy: training the value model leaves the policy alone.
@@ -44,7 +44,7 @@ def test_values_are_read_at_the_last_prompt_token_of_each_turn(quick_tiny_model)
     batch = _batch()
     every = value(**batch.model_inputs())
     assert torch.equal(
-        value.turn_values(batch), torch.stack([every[0, 1], every[0, 4], every[1, 0]])
+        value.point_values(batch), torch.stack([every[0, 1], every[0, 4], every[1, 0]])
     )
     # Causal: a turn's value does not see its own reply (changing the reply keeps it).
     changed = batch.input_ids.clone()
@@ -60,12 +60,12 @@ def test_a_step_on_the_value_loss_moves_values_towards_returns(quick_tiny_model)
     batch = _batch()
     returns = torch.tensor([0.8, 1.0, -1.0])
     optimizer = torch.optim.Adam(value.parameters(), lr=1e-2)
-    old = value.turn_values(batch).detach()
+    old = value.point_values(batch).detach()
     before = ((old - returns) ** 2).mean()
     for _ in range(5):
-        loss = clipped_value_loss(value.turn_values(batch), old, returns, value_clip=10.0)
+        loss = clipped_value_loss(value.point_values(batch), old, returns, value_clip=10.0)
         optimizer.zero_grad()
         loss.backward()
         optimizer.step()
-    after = ((value.turn_values(batch).detach() - returns) ** 2).mean()
+    after = ((value.point_values(batch).detach() - returns) ** 2).mean()
     assert after < 0.5 * before

@@ -4,8 +4,8 @@ import threading
 
 import torch
 
-from actors import weight_broadcast
-from actors.weight_broadcast import Slot, plan_buckets
+from engines import weight_broadcast
+from engines.weight_broadcast import Slot, plan_buckets
 
 
 def test_buckets_split_on_size_and_dtype():

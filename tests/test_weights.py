@@ -4,7 +4,7 @@ import pickle
 
 import torch
 
-from actors.weights import deserialize_weights, serialize_weights
+from engines.weights import deserialize_weights, serialize_weights
 
 
 def test_round_trip_keeps_values_dtypes_and_shapes():

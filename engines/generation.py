@@ -6,6 +6,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from sandbox import ConfigError
+
 BACKENDS = ("vllm", "hf")
 REPO_ROOT = Path(__file__).resolve().parent.parent
 
@@ -50,6 +52,12 @@ class EngineConfig:
     enable_prefix_caching: bool = True
     """Reuse the KV cache of shared prompt prefixes (reset after every weight update)."""
     seed: int = 0
+
+    def __post_init__(self) -> None:
+        if self.backend not in BACKENDS:
+            raise ConfigError(
+                f"engine.backend {self.backend!r} is not one of {', '.join(BACKENDS)}"
+            )
 
 
 @dataclass

@@ -19,7 +19,7 @@ from .weights import PackedWeights, deserialize_weights
 
 class WeightSyncExtension:
     """Mixed into vLLM's worker class (`worker_extension_cls`): new weights from bytes, or
-    from the learner's torch.distributed broadcast (`actors.weight_broadcast`)."""
+    from the learner's torch.distributed broadcast (`engines.weight_broadcast`)."""
 
     def load_serialized_weights(self, payload: PackedWeights) -> float:
         """Load the weights; returns the seconds the load took."""
@@ -136,7 +136,7 @@ class VLLMEngine:
         ]
 
     def update_weights(self, payload: PackedWeights, version: int) -> float:
-        """Load new weights (from `actors.weights.serialize_weights`) and tag them `version`.
+        """Load new weights (from `engines.weights.serialize_weights`) and tag them `version`.
         Returns the seconds vLLM took to load them (on CPU it repacks linear layers)."""
         load_s = max(self.llm.collective_rpc("load_serialized_weights", args=(payload,)))
         self._weights_changed(version)

@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from .records import Judgement, TestSet
-from .trim import trim_middle
+from sandbox import Judgement, TestSet
+from sandbox.trim import trim_middle
 
 FEEDBACK_HEADER = "Your code failed the following tests:"
 CODE_FENCE_INSTRUCTION = (
@@ -16,21 +16,29 @@ NO_CODE_FEEDBACK = "Your reply contains no valid Python code.\n" + RETRY_INSTRUC
 """The feedback turn after a reply without a (compilable) code block: nothing to run."""
 MAX_FIELD_CHARS = 1000
 """Longest input, output or stack trace quoted in one bullet; longer ones are cut, marked."""
+TIMEOUT_REASON = "Execution took too long."
+MEMORY_REASON = "Out of memory."
 
 
 def failure_reason(verdict: str, expected: str, actual: str, stderr: str, max_chars: int) -> str:
     """What one failing test's bullet says after "failed: "."""
     if verdict == "timeout":
-        return "Execution took too long."
+        return TIMEOUT_REASON
     if verdict == "memory_exceeded":
-        return "Out of memory."
+        return MEMORY_REASON
     if verdict == "runtime_error":
         return trim_middle(stderr.strip(), max_chars)
     # wrong_answer and output_exceeded: what was printed is what was wrong.
-    return (
-        f"Expected output '{trim_middle(expected, max_chars)}' "
-        f"but got '{trim_middle(actual, max_chars)}'"
-    )
+    return wrong_output_reason(trim_middle(expected, max_chars), trim_middle(actual, max_chars))
+
+
+def wrong_output_reason(expected: str, actual: str) -> str:
+    return f"Expected output '{expected}' but got '{actual}'"
+
+
+def failed_test_bullet(test_input: str, reason: str) -> str:
+    """One failing test's line in the feedback turn."""
+    return f"- input '{test_input}' failed: {reason}"
 
 
 def feedback_message(tests: TestSet, judgement: Judgement, max_chars: int = MAX_FIELD_CHARS) -> str:
@@ -45,5 +53,5 @@ def feedback_message(tests: TestSet, judgement: Judgement, max_chars: int = MAX_
             continue
         expected = tests.outputs[index] if index < len(tests.outputs) else ""
         reason = failure_reason(result.verdict, expected, result.stdout, result.stderr, max_chars)
-        bullets.append(f"- input '{trim_middle(tests.inputs[index], max_chars)}' failed: {reason}")
+        bullets.append(failed_test_bullet(trim_middle(tests.inputs[index], max_chars), reason))
     return "\n".join([FEEDBACK_HEADER, "", *bullets, RETRY_INSTRUCTION])

@@ -98,7 +98,7 @@ class HFEngine:
         return torch.log_softmax(logits, -1).gather(1, ids[0, 1:, None])[:, 0].tolist()
 
     def update_weights(self, payload: PackedWeights, version: int) -> float:
-        """Load new weights (from `actors.weights.serialize_weights`) and tag them `version`;
+        """Load new weights (from `engines.weights.serialize_weights`) and tag them `version`;
         the seconds the load took."""
         return self._load(deserialize_weights(payload), version)
 

@@ -1,0 +1,128 @@
+"""Running tasks on Ray actors that Ray restarts: every task gets exactly one result.
+
+Shared by the sandbox pool (`actors.sandbox_pool`) and the inference pool
+(`actors.inference`).
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections import deque
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import TypeVar
+
+import ray
+from ray.exceptions import ActorUnavailableError, RayActorError
+
+logger = logging.getLogger("actors")
+FIRST_BACKOFF_S = 1.0
+"""How long to wait before probing again an actor that refused a probe (it restarts);
+doubles while it keeps refusing."""
+MAX_BACKOFF_S = 30.0
+T = TypeVar("T")
+R = TypeVar("R")
+
+
+@dataclass
+class PoolStats:
+    """What went wrong, and was mended, while the pool ran jobs."""
+
+    actor_failures: int = 0
+    """Task attempts lost because their actor died (each such task was re-submitted)."""
+    abandoned_jobs: int = 0
+    """Tasks given up on because they lost `max_attempts` actors (jobs: `runtime_error`)."""
+
+
+def run_on_actors(
+    actors: list,
+    tasks: Sequence[T],
+    submit: Callable[[object, T], ray.ObjectRef],
+    probe: Callable[[object], ray.ObjectRef],
+    max_in_flight: int,
+    max_attempts: int,
+    stats: PoolStats,
+    abandon: Callable[[int, int], R],
+    on_done: Callable[[int], None] | None = None,
+) -> list[R]:
+    """Each task's result, in order, from actors that Ray restarts when they die.
+
+    Tasks go to the least-loaded actor, at most `max_in_flight` at once. A task whose
+    actor died is submitted again, at most `max_attempts` times in all; then
+    `abandon(task index, attempts)` gives its result. Every task gets exactly one;
+    `on_done(task index)` is called as each gets it.
+
+    An actor whose task failed takes no task until `probe(actor)` (a cheap call)
+    answers: Ray refuses calls while it restarts the actor (an engine loads for tens of
+    seconds), and a refused probe, sent again after a backoff, costs no task an attempt.
+    An actor dead for good answers its probe with that: its tasks then fail and count.
+    """
+    results: list[R | None] = [None] * len(tasks)
+    attempts = [0] * len(tasks)
+    waiting = deque(range(len(tasks)))
+    in_flight: dict[ray.ObjectRef, tuple[int, int]] = {}
+    load = [0] * len(actors)
+    down: dict[int, float] = {}
+    """Actors that take no task until a probe answers -> when to send the next probe."""
+    probes: dict[ray.ObjectRef, int] = {}
+    backoff = [0.0] * len(actors)
+    while waiting or in_flight:
+        now = time.monotonic()
+        probed = set(probes.values())
+        for actor, due in down.items():
+            if due <= now and actor not in probed:
+                probes[probe(actors[actor])] = actor
+        up = [actor for actor in range(len(actors)) if actor not in down]
+        while waiting and up and len(in_flight) < max_in_flight:
+            actor = min(up, key=load.__getitem__)
+            index = waiting.popleft()
+            load[actor] += 1
+            attempts[index] += 1
+            in_flight[submit(actors[actor], tasks[index])] = (index, actor)
+        unsent = [due for actor, due in down.items() if actor not in probes.values()]
+        timeout = max(0.0, min(unsent) - now) if unsent else None
+        if not in_flight and not probes:
+            time.sleep(timeout or 0.0)
+            continue
+        done, _ = ray.wait([*in_flight, *probes], num_returns=1, timeout=timeout)
+        if not done:
+            continue
+        [ref] = done
+        if ref in probes:
+            actor = probes.pop(ref)
+            try:
+                ray.get(ref)
+            except ActorUnavailableError:
+                backoff[actor] = min(MAX_BACKOFF_S, max(FIRST_BACKOFF_S, 2 * backoff[actor]))
+                down[actor] = time.monotonic() + backoff[actor]
+                continue
+            except RayActorError:
+                pass  # dead for good: its tasks fail, and count
+            del down[actor]
+            backoff[actor] = 0.0
+            continue
+        index, actor = in_flight.pop(ref)
+        load[actor] -= 1
+        try:
+            result = ray.get(ref)
+        except (RayActorError, ActorUnavailableError) as exc:
+            stats.actor_failures += 1
+            down.setdefault(actor, time.monotonic())
+            if attempts[index] < max_attempts:
+                logger.warning(
+                    "actor %d died on task %d (attempt %d of %d), re-submitting: %s",
+                    actor,
+                    index,
+                    attempts[index],
+                    max_attempts,
+                    type(exc).__name__,
+                )
+                waiting.appendleft(index)
+                continue
+            result = abandon(index, attempts[index])
+        assert results[index] is None, f"task {index} got two results"
+        results[index] = result
+        if on_done is not None:
+            on_done(index)
+    return results

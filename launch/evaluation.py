@@ -1,0 +1,57 @@
+"""The evaluation that `launch.evaluate` and the training loop both run: dialogs played
+on an `InferencePool` (Ray actors, or one engine in this process) with the paper's
+evaluation sampling, and the solve rates read from them."""
+
+from __future__ import annotations
+
+import statistics
+from collections.abc import Callable, Sequence
+from dataclasses import replace
+
+from actors.dialog import DialogConfig
+from actors.inference import InferencePool
+from actors.seeds import EpisodeSeeds
+from engines.generation import SamplingConfig
+from engines.rollout import Rollout
+from problems import Problem
+from problems.solve_rates import mean_solved
+
+EVAL_SAMPLING = SamplingConfig(temperature=0.2, top_p=0.95)
+"""1@3's sampling (the paper's); the reply length is the dialog's."""
+WIDE_SAMPLING = SamplingConfig(temperature=1.0, top_p=1.0)
+"""10@100's sampling (the paper's): many diverse samples."""
+
+
+def play_repeated(
+    pool: InferencePool,
+    problems: Sequence[Problem],
+    repeats: int,
+    dialog: DialogConfig,
+    sampling: SamplingConfig,
+    seeds: EpisodeSeeds,
+    on_done: Callable[[int], None] | None = None,
+) -> list[list[Rollout]]:
+    """`repeats` rollouts of each problem, played by `dialog` with `sampling` (its reply
+    length the dialog's), episode i sampled with `seeds`' episode i; per problem, its
+    rollouts. `on_done(rollouts)` ticks as chunks finish."""
+    sampling = replace(sampling, max_new_tokens=dialog.sampling.max_new_tokens)
+    episodes = [problem for problem in problems for _ in range(repeats)]
+    played = pool.play(episodes, seeds, on_done=on_done, dialog=replace(dialog, sampling=sampling))
+    return [played[index * repeats : (index + 1) * repeats] for index in range(len(problems))]
+
+
+def one_at_three(per_problem: list[list[Rollout]]) -> tuple[float, list[float]]:
+    """1@3 over problems, and each problem's own: the share of its rollouts whose final
+    program passed all tests."""
+    scores = [mean_solved([rollout.passed for rollout in rollouts]) for rollouts in per_problem]
+    return statistics.mean(scores), scores
+
+
+def turn_solve_rates(rollouts: list[Rollout], max_turns: int) -> dict[str, float]:
+    """Share of episodes solved (final verdict) by the end of turn t, for t = 1..max_turns:
+    an episode that passed with fewer turns counts as solved at every later turn."""
+    rates = {}
+    for turn in range(1, max_turns + 1):
+        solved = sum(r.passed and len(r.turns) <= turn for r in rollouts)
+        rates[f"solve_rate_turn_{turn}"] = solved / len(rollouts)
+    return rates
