@@ -216,29 +216,38 @@ def test_without_namespaces_the_sandbox_warns_loudly(caplog):
     assert "WITHOUT network isolation" in caplog.text
 
 
-def test_a_kernel_that_refuses_namespaces_gives_a_clear_error_or_a_loud_warning(tmp_path):
-    """Inside a user namespace whose limit on nested ones is 0, the kernel refuses ours."""
-    if shutil.which("unshare") is None:
-        pytest.skip("util-linux unshare is not installed")
-    (tmp_path / "p.py").write_text("print(int(input()) * 2)")
-    (tmp_path / "t.json").write_text('{"input": ["2"], "output": ["4"]}')
+def _both_isolations_as_root_of_a_user_namespace(folder: Path, prelude: str = ""):
+    """`python -m sandbox` run with --isolation namespaces, then auto, on one passing
+    program, as root of a user namespace (`unshare --map-root-user`) after the shell
+    `prelude`; the process, and stdout's part after the first run's exit status."""
+    (folder / "p.py").write_text("print(int(input()) * 2)")
+    (folder / "t.json").write_text('{"input": ["2"], "output": ["4"]}')
     sandbox_cli = f"{sys.executable} -m sandbox {{}} run --program p.py --tests t.json"
     script = (
-        "echo 0 > /proc/sys/user/max_user_namespaces || exit 99; "
+        prelude
         + sandbox_cli.format("--isolation namespaces")
         + "; echo status=$?; "
         + sandbox_cli.format("--isolation auto")
     )
     done = subprocess.run(
         ["unshare", "--user", "--map-root-user", "sh", "-c", script],
-        cwd=tmp_path,
+        cwd=folder,
         capture_output=True,
         text=True,
         timeout=120,
     )
+    return done, *done.stdout.partition("status=")[::2]
+
+
+def test_a_kernel_that_refuses_namespaces_gives_a_clear_error_or_a_loud_warning(tmp_path):
+    """Inside a user namespace whose limit on nested ones is 0, the kernel refuses ours."""
+    if shutil.which("unshare") is None:
+        pytest.skip("util-linux unshare is not installed")
+    done, first, second = _both_isolations_as_root_of_a_user_namespace(
+        tmp_path, "echo 0 > /proc/sys/user/max_user_namespaces || exit 99; "
+    )
     if done.returncode == 99 or "unshare failed" in done.stderr:
         pytest.skip("cannot make a user namespace with a zero nested-namespace limit here")
-    first, _, second = done.stdout.partition("status=")
     assert first == ""  # refused: nothing judged
     assert second.startswith("1\n")
     assert "cannot isolate tests" in done.stderr
@@ -675,22 +684,7 @@ def test_without_a_process_cap_namespaces_refuses_and_auto_warns(tmp_path):
     """As the host's root inside a user namespace, RLIMIT_NPROC cannot hold tests."""
     if os.geteuid() != 0 or shutil.which("unshare") is None:
         pytest.skip("needs root and util-linux unshare")
-    (tmp_path / "p.py").write_text("print(1)")
-    (tmp_path / "t.json").write_text('{"input": [""], "output": ["1"]}')
-    sandbox_cli = f"{sys.executable} -m sandbox {{}} run --program p.py --tests t.json"
-    script = (
-        sandbox_cli.format("--isolation namespaces")
-        + "; echo status=$?; "
-        + sandbox_cli.format("--isolation auto")
-    )
-    done = subprocess.run(
-        ["unshare", "--user", "--map-root-user", "sh", "-c", script],
-        cwd=tmp_path,
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
-    first, _, second = done.stdout.partition("status=")
+    done, first, second = _both_isolations_as_root_of_a_user_namespace(tmp_path)
     assert first == ""
     assert second.startswith("1\n")
     assert "tests have NO process cap" in done.stderr
