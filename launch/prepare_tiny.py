@@ -51,15 +51,12 @@ CHAT_TEMPLATE = (
 )
 """Turns as `<|role|>\\ncontent<|end|>\\n`; a reply ends with `<|end|>`, the EOS token."""
 SUMMARY_FILE = "warm_start.json"
-FIXED_TEXTS = (
-    RETRY_INSTRUCTION,
-    FEEDBACK_HEADER,
-    TIMEOUT_REASON,
-    MEMORY_REASON,
-    f'Traceback (most recent call last):\n  File "{PROGRAM_FILE}", line 1, in <module>',
+FEEDBACK_TEXTS = (RETRY_INSTRUCTION, FEEDBACK_HEADER, TIMEOUT_REASON, MEMORY_REASON)
+TRACEBACK_START = (
+    f'Traceback (most recent call last):\n  File "{PROGRAM_FILE}", line 1, in <module>'
 )
-"""The tokenizer corpus's texts that come from no problem: the feedback wording, and the
-start of a traceback of the program as the sandbox names it."""
+"""With `FEEDBACK_TEXTS`, the tokenizer corpus's texts that come from no problem: the
+feedback wording, and the start of a traceback of the program as the sandbox names it."""
 CONFIG_FILE = "prepare_tiny.json"
 
 
@@ -111,13 +108,13 @@ class TinyModelConfig:
         fields = asdict(self)
         for name in ("out_dir", "force", "sandbox"):
             fields.pop(name)
-        fields["fixed_texts"] = list(FIXED_TEXTS)
+        fields["fixed_texts"] = [*FEEDBACK_TEXTS, TRACEBACK_START]
         return fields
 
 
 def tokenizer_corpus(problems: list[Problem]) -> list[str]:
     """Texts the tokenizer learns from: prompts, programs (right and wrong), feedback."""
-    texts = list(FIXED_TEXTS[:4])
+    texts = list(FEEDBACK_TEXTS)
     for problem in problems:
         texts.append(user_message(problem))
         texts.extend(f"```python\n{program}```" for program in problem.solutions)
@@ -127,7 +124,7 @@ def tokenizer_corpus(problems: list[Problem]) -> list[str]:
         ):
             # A wrong answer's bullet up to the program's output.
             texts.append(failed_test_bullet(stdin, wrong_output_reason(expected, ""))[:-1])
-    texts.append(FIXED_TEXTS[4])
+    texts.append(TRACEBACK_START)
     return texts
 
 

@@ -139,10 +139,11 @@ def make() -> tuple[MemoryCgroup | None, str]:
     if not parents:
         return None, "this process is in no cgroup hierarchy with the memory controller"
     reasons = []
+    namespace = _pid_namespace()
     for version, parent in parents:
-        _remove_abandoned(parent)
+        _remove_abandoned(parent, namespace)
         while True:
-            path = f"{parent}/{NAME_PREFIX}{_pid_namespace()}-{os.getpid()}-{secrets.token_hex(6)}"
+            path = f"{parent}/{NAME_PREFIX}{namespace}-{os.getpid()}-{secrets.token_hex(6)}"
             try:
                 os.mkdir(path, 0o755)
                 return MemoryCgroup(path, version), ""
@@ -163,20 +164,23 @@ def _pid_namespace() -> int:
         return 0
 
 
-def _remove_abandoned(parent: str) -> None:
+def _remove_abandoned(parent: str, namespace: int) -> None:
     """Remove the empty cgroups that callers killed before they could left in `parent`:
-    those whose maker (the pid in their name, of our PID namespace) is not alive. One
-    whose maker lives, or is of another PID namespace, or with a process in it, is never
-    touched (a pid reused since makes one stay)."""
+    those whose maker (the pid in their name, of PID namespace `namespace`, ours) is not
+    alive. One whose maker lives, or is of another PID namespace, or with a process in
+    it, is never touched (a pid reused since makes one stay)."""
     try:
         names = os.listdir(parent)
     except OSError:
         return
-    ours = str(_pid_namespace())
     for name in names:
-        namespace, _, rest = name.removeprefix(NAME_PREFIX).partition("-")
+        makers_namespace, _, rest = name.removeprefix(NAME_PREFIX).partition("-")
         maker = rest.split("-")[0]
-        if not name.startswith(NAME_PREFIX) or namespace != ours or not maker.isdigit():
+        if (
+            not name.startswith(NAME_PREFIX)
+            or makers_namespace != str(namespace)
+            or not maker.isdigit()
+        ):
             continue
         if os.path.exists(f"/proc/{maker}"):
             continue

@@ -305,10 +305,10 @@ class Sandbox:
             )
         if raw["server_changed"]:
             # The test reached its server (same uid) and changed what later tests inherit,
-            # or left scratch files that cleanup could not remove.
+            # or left scratch files or unix sockets that cleanup could not remove.
             logger.warning(
-                "sandbox: a test changed its fork server's limits or left files it could "
-                "not remove; restarting it"
+                "sandbox: a test changed its fork server's limits or left files or sockets "
+                "it could not remove; restarting it"
             )
             server.restart()
         outcome = Outcome(

@@ -258,7 +258,8 @@ def _install_syscall_filter(report):
     """Refuse what `REFUSED_SYSCALLS` lists, and every syscall of another ABI (i386 on
     x86_64), for us and every test we fork (a seccomp filter, inherited: no cost per
     test); a warning where the numbers are unknown."""
-    known = REFUSED_SYSCALLS.get(os.uname().machine)
+    machine = os.uname().machine
+    known = REFUSED_SYSCALLS.get(machine)
     if known is None:
         report["warnings"].append(
             "tests can keep keys in the kernel's keyrings and make user namespaces "
@@ -266,7 +267,7 @@ def _install_syscall_filter(report):
         )
         return
     arch, keyrings, namespacing, clone3 = known
-    extra_abi = X32 if arch == REFUSED_SYSCALLS["x86_64"][0] else 0
+    extra_abi = X32 if machine == "x86_64" else 0
     load, jump_equal, jump_set, give = 0x20, 0x15, 0x45, 0x06  # BPF_LD|W|ABS, JEQ, JSET, RET
     refuse = SECCOMP_RET_ERRNO | errno.EPERM
     program = [
@@ -463,23 +464,38 @@ def _mapped(kind, number):
     return False
 
 
+def _in_a_child(probe):
+    """The exit status of a child process that runs `probe()` and exits with what it
+    returns (INTERNAL_ERROR_EXIT if it raised): a try that must not change us."""
+    pid = os.fork()
+    if pid == 0:
+        status = INTERNAL_ERROR_EXIT
+        try:
+            status = probe()
+        finally:
+            _exit(status)
+    _, status = os.waitpid(pid, 0)
+    return os.waitstatus_to_exitcode(status)
+
+
+def _fork_capped_at_one():
+    """0 if a process allowed one process of its uid cannot fork, else 1."""
+    try:
+        resource.setrlimit(resource.RLIMIT_NPROC, (1, 1))
+        child = os.fork()
+    except OSError:
+        return 0  # refused: the cap holds
+    if child == 0:
+        _exit(0)
+    os.waitpid(child, 0)
+    return 1
+
+
 def _process_cap_holds():
     """Whether RLIMIT_NPROC binds our uid: the kernel exempts the host's root, in any user
     namespace, and from inside one nothing tells whose uid its root is (a rootless
     container's is a plain user's). Tried: a child allowed one process forks once more."""
-    pid = os.fork()
-    if pid == 0:
-        try:
-            resource.setrlimit(resource.RLIMIT_NPROC, (1, 1))
-            grandchild = os.fork()
-        except OSError:
-            _exit(0)  # refused: the cap holds
-        if grandchild == 0:
-            _exit(0)
-        os.waitpid(grandchild, 0)
-        _exit(1)
-    _, status = os.waitpid(pid, 0)
-    return os.waitstatus_to_exitcode(status) == 0
+    return _in_a_child(_fork_capped_at_one) == 0
 
 
 def enter_namespaces(config, control_fds):
@@ -654,16 +670,17 @@ def _check_memory_cgroup(cgroup, reason, report):
     """The tests' memory cgroup once a process forked as a test is has joined it, or None;
     the report says which, and why a test's memory limit would hold per process only."""
     if cgroup is not None:
-        pid = os.fork()
-        if pid == 0:
+
+        def join():
             try:
                 cgroup.join()
-                _exit(0)
+                return 0
             except OSError as exc:
-                _exit(exc.errno or errno.EPERM)
-        _, status = os.waitpid(pid, 0)
-        if os.waitstatus_to_exitcode(status) != 0:
-            reason = f"joining it: {os.strerror(os.waitstatus_to_exitcode(status))}"
+                return exc.errno or errno.EPERM
+
+        refused = _in_a_child(join)
+        if refused:
+            reason = f"joining it: {os.strerror(refused)}"
             cgroup.close()
             cgroup = None
     report["memory_cap"] = "cgroup" if cgroup is not None else "rlimit"
@@ -885,8 +902,8 @@ def _collect_unix_garbage(namespaced):
     alive: a test can send a socket's descriptors (memfds with them) to itself and exit,
     and they outlive every process, charged to its memory cgroup, an abstract name still
     bound. The kernel collects such garbage when a unix socket is released: we release
-    one, and with namespaces wait until none of the tests' network namespace is left.
-    Whether none is (always True without namespaces, where nothing tells ours apart)."""
+    one, and with namespaces wait until the tests' network namespace holds no socket.
+    Whether it holds none (always True without namespaces: nothing tells ours apart)."""
     deadline = time.monotonic() + UNIX_GC_WAIT_S
     while True:
         pair = (ctypes.c_int * 2)()
@@ -943,10 +960,10 @@ def _empty(path, keep):
     """Remove what is in the directory `path`, whatever a test left there: permissions
     taken away, directories thousands of levels deep (each is moved up to `path`, under a
     name nothing there has, before it is emptied, so paths stay short and one descriptor
-    at a time is open), names chosen to collide. Directories in `keep` (those leading to a
-    library bound under /tmp) are emptied in place, not moved; mount points stay, and so
-    does anything that cannot go. Called when no process of the test is left, so nothing
-    appears meanwhile: passes are made until one changes nothing."""
+    at a time is open), names chosen to collide with those. Directories in `keep` (those
+    leading to a library bound under /tmp) are emptied in place, not moved; mount points
+    stay, and so does anything that cannot go. Called when no process of the test is left,
+    so nothing appears meanwhile: passes are made until one changes nothing."""
     try:
         top = os.open(path, os.O_RDONLY | os.O_DIRECTORY)
     except OSError:
