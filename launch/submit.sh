@@ -4,7 +4,7 @@
 # lists what stays behind); the arguments are Hydra overrides of `python -m launch.train`.
 #
 #   launch/submit.sh trainer.iterations=5 run.dir=/shared/runs/first
-#   RAY_ADDRESS=http://127.0.0.1:8265 launch/submit.sh model=llama3.1-8b-instruct cluster=paper_8b ...
+#   RAY_ADDRESS=http://127.0.0.1:8265 launch/submit.sh +experiment=paper_8b ...
 #
 # RAY_ADDRESS  the head's dashboard, default http://127.0.0.1:8265 (an SSH tunnel to it)
 # Token authentication (README, "Submitting to a cluster"): the token is read from

@@ -1,6 +1,7 @@
 """The training app's structured config: one dataclass per group of `conf/`, every field
 documented where it is declared. Defaults are the paper's (Gehring et al. 2025, 8B);
-`conf/train.yaml` picks the tiny local setup, and `cluster=`/`model=` the paper's."""
+`conf/train.yaml` picks the tiny local setup, and `+experiment=paper_8b` (or `paper_70b`)
+the paper's runs."""
 
 from __future__ import annotations
 

@@ -70,7 +70,7 @@ class LearnerConfig:
     bind_host: str | None = "127.0.0.1"
     """Address the ranks' rendezvous ports (torch.distributed stores; gloo on CPU) listen
     on: loopback keeps a one-machine run private; None takes each node's address, which
-    a run across nodes needs (the paper's cluster configs)."""
+    a run across nodes needs (`learner=paper`, `learner=paper_70b`)."""
     bucket_mb: int = 32
     """`distributed` transport: the weights travel in buckets of about this size."""
     seed: int = 0

@@ -13,18 +13,8 @@ from torch import nn
 from engines.generation import ModelConfig
 from launch import plan
 
-PAPER_RUNS = {
-    "8b": ["model=llama3.1-8b-instruct", "cluster=paper_8b"],
-    "70b": ["model=llama3.1-70b-instruct", "cluster=paper_70b"],
-}
-"""How the README spells the paper's runs (the cluster file follows the model's size)."""
-PAPER_COMMON = [
-    "data=code_contests",
-    "engine=gpu",
-    "learner=paper",
-    "actors=paper",
-    "trainer=paper",
-]
+PAPER_RUNS = {"8b": ["+experiment=paper_8b"], "70b": ["+experiment=paper_70b"]}
+"""How the README spells the paper's runs (one preset each, conf/experiment/paper_*.yaml)."""
 GIB = 2**30
 
 
@@ -50,7 +40,7 @@ def _dry_run(overrides: list[str], out) -> tuple[subprocess.CompletedProcess, fl
 def paper(request, tmp_path_factory):
     """(size, stdout, seconds, folder, stderr) of one paper layout's dry run."""
     out = tmp_path_factory.mktemp(f"dry-run-{request.param}")
-    done, seconds = _dry_run([*PAPER_RUNS[request.param], *PAPER_COMMON], out)
+    done, seconds = _dry_run(PAPER_RUNS[request.param], out)
     return request.param, done.stdout, seconds, out, done.stderr
 
 

@@ -1,25 +1,66 @@
 """Every config in conf/ composes into its dataclass, with every group option and every
-experiment; a typo in an override names the key."""
+experiment; the paper presets equal the long commands they replace; a cluster file sets
+the cluster only; a typo in an override names the key."""
 
+from dataclasses import fields
 from pathlib import Path
 
 import pytest
 from hydra import compose, initialize_config_dir
-from omegaconf import OmegaConf
+from omegaconf import DictConfig, OmegaConf
 
 from launch.config import CONF_DIR, ConfigError, compose_config
-from launch.train_config import TrainConfig
+from launch.train_config import ClusterConfig, TrainConfig
 
 GROUPS = [p.name for p in Path(CONF_DIR).iterdir() if p.is_dir() and p.name != "experiment"]
 EXPERIMENTS = sorted(p.stem for p in (Path(CONF_DIR) / "experiment").glob("*.yaml"))
+CLUSTERS = sorted(p.stem for p in (Path(CONF_DIR) / "cluster").glob("*.yaml"))
+
+PAPER_PRESETS = {
+    "paper_8b": [
+        "model=llama3.1-8b-instruct",
+        "data=code_contests",
+        "engine=gpu",
+        "learner=paper",
+        "actors=paper",
+        "trainer=paper",
+        "cluster=paper_8b",
+        "dialog.max_model_len=8192",
+        "dialog.sampling.max_new_tokens=1024",
+        "sandbox.workers=16",
+    ],
+    "paper_70b": [
+        "model=llama3.1-70b-instruct",
+        "data=code_contests",
+        "engine=gpu",
+        "learner=paper_70b",
+        "actors=paper",
+        "trainer=paper",
+        "cluster=paper_70b",
+        "engine.tensor_parallel_size=8",
+        "dialog.max_model_len=8192",
+        "dialog.sampling.max_new_tokens=1024",
+        "sandbox.workers=16",
+    ],
+}
+"""The long command each `+experiment=` preset replaces: its seven groups, then the run's
+own keys."""
 
 
-def _train(overrides: list[str]) -> TrainConfig:
+def _compose(overrides: list[str]) -> DictConfig:
     import launch.train  # noqa: F401  registers the schema
 
     with initialize_config_dir(config_dir=str(CONF_DIR), version_base="1.3"):
-        config = compose(config_name="train", overrides=["run.dir=/tmp/unused", *overrides])
-    return OmegaConf.to_object(config)
+        return compose(config_name="train", overrides=["run.dir=/tmp/unused", *overrides])
+
+
+def _train(overrides: list[str]) -> TrainConfig:
+    return OmegaConf.to_object(_compose(overrides))
+
+
+def _resolved(overrides: list[str]) -> dict:
+    """The whole config as plain containers, every interpolation resolved."""
+    return OmegaConf.to_container(_compose(overrides), resolve=True)
 
 
 @pytest.mark.parametrize(
@@ -45,15 +86,51 @@ def test_experiments_change_what_they_say():
     assert _train(["+experiment=async"]).trainer.schedule == "async"
 
 
-def test_the_paper_layouts():
-    eight = _train(["cluster=paper_8b", "model=llama3.1-8b-instruct", "engine=gpu"])
+def test_the_paper_runs():
+    eight = _train(["+experiment=paper_8b"])
     assert (eight.learner.num_ranks, eight.actors.num_inference) == (128, 160)
-    seventy = _train(["cluster=paper_70b", "model=llama3.1-70b-instruct", "engine=gpu"])
+    assert (eight.learner.lr, eight.trainer.rollouts_per_iteration) == (2e-7, 1024)
+    assert eight.learner.updates_per_iteration == 4
+    assert eight.model.path == "meta-llama/Llama-3.1-8B-Instruct"
+    seventy = _train(["+experiment=paper_70b"])
     assert seventy.learner.num_ranks == 1024 and seventy.learner.zero_stage == 3
-    assert seventy.actors.num_inference * seventy.engine.tensor_parallel_size == 1280
-    paper = _train(["learner=paper", "trainer=paper"])
-    assert (paper.learner.lr, paper.trainer.rollouts_per_iteration) == (2e-7, 1024)
-    assert paper.learner.updates_per_iteration == 4
+    assert seventy.engine.tensor_parallel_size == seventy.actors.gpus_per_inference == 8
+    assert seventy.actors.num_inference * seventy.actors.gpus_per_inference == 1280
+    assert seventy.learner.lr == 2e-7 and seventy.model.path == "meta-llama/Llama-3.1-70B-Instruct"
+
+
+@pytest.mark.parametrize("preset", sorted(PAPER_PRESETS))
+def test_a_paper_preset_is_the_long_command_it_replaces(preset):
+    """The preset must equal the long command: the whole resolved configs are compared,
+    all but the `experiment` key, which names the preset."""
+    short = _resolved([f"+experiment={preset}"])
+    long = _resolved(PAPER_PRESETS[preset])
+    assert (short.pop("experiment"), long.pop("experiment")) == (preset, "default")
+    assert short == long
+    # The preset's header spells the same long command.
+    header = (Path(CONF_DIR) / "experiment" / f"{preset}.yaml").read_text().split("defaults:")[0]
+    words = " ".join(line.lstrip("#").rstrip("\\") for line in header.splitlines()).split()
+    assert " ".join(["python -m launch.train", *PAPER_PRESETS[preset]]) in " ".join(words)
+
+
+@pytest.mark.parametrize("cluster", CLUSTERS)
+def test_a_cluster_file_sets_the_cluster_only(cluster):
+    path = Path(CONF_DIR) / "cluster" / f"{cluster}.yaml"
+    # No `# @package` line: its keys are `cluster.*` and cannot reach another group.
+    assert "@package" not in path.read_text()
+    assert set(OmegaConf.load(path)) <= {f.name for f in fields(ClusterConfig)}
+    default, chosen = _resolved([]), _resolved([f"cluster={cluster}"])
+    assert [key for key in default if default[key] != chosen[key]] in ([], ["cluster"])
+
+
+def test_the_paper_cluster_alone_keeps_the_tiny_learner_and_actors():
+    # Once cluster=paper_8b also set learner.* and actors.*: alone, it trained 128 ranks
+    # at the tiny learning rate.
+    tiny, on_paper_cluster = _train([]), _train(["cluster=paper_8b"])
+    assert on_paper_cluster.cluster.name == "paper_8b"
+    assert on_paper_cluster.learner == tiny.learner and on_paper_cluster.actors == tiny.actors
+    assert (on_paper_cluster.learner.num_ranks, on_paper_cluster.learner.lr) == (2, 3e-4)
+    assert on_paper_cluster.dialog == tiny.dialog and on_paper_cluster.engine == tiny.engine
 
 
 @pytest.mark.parametrize("name", ["evaluate", "validate_data", "prepare_tiny"])
