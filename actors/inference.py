@@ -6,7 +6,10 @@ training app), or a sandbox whose fork servers are children of the actor's proce
 never run in the Ray worker itself). The pool splits a phase's problems into chunks over
 its actors; Ray restarts an actor that dies, and the pool plays the lost chunk again,
 elsewhere or there, so no dialog is lost. Every chunk carries the current weights'
-version (and a reference to them), so a restarted actor catches up before it plays.
+version and a reference to a copy of them in the object store (whichever transport
+brought them), so a restarted actor catches up before it plays; under the `distributed`
+transport the learner forms the weight group anew before its next broadcast
+(`in_weight_group`), and the restarted actor takes its place there again.
 """
 
 from __future__ import annotations
@@ -20,16 +23,29 @@ import ray
 
 from engines.backend import make_engine
 from engines.generation import EngineConfig, ModelConfig
-from engines.rollout import Rollout
+from engines.rollout import Rollout, StoredRollout, summarize
+from engines.weight_broadcast import GROUP_TIMEOUT_S
 from engines.weights import PackedWeights
 from problems import Problem
 from sandbox import Sandbox, SandboxConfig
 
 from .dialog import DialogConfig, play_episodes
 from .metrics import InferenceMetrics, count_restart
-from .pool import PoolStats, run_on_actors
+from .pool import PoolStats, ask_every, run_on_actors
 from .sandbox_pool import SandboxPool
 from .seeds import EpisodeSeeds
+
+
+@dataclasses.dataclass(frozen=True)
+class ChunkPlace:
+    """Where a chunk of episodes belongs: its phase's iteration, its index among the
+    phase's chunks, its first episode, and the actor that keeps its rollouts in the
+    object store (`keep(rollouts)` gives their references)."""
+
+    iteration: int
+    index: int
+    first: int
+    owner: str
 
 
 def own_cores(engine: EngineConfig, index: int, count: int) -> EngineConfig:
@@ -74,6 +90,7 @@ class RolloutWorker:
             self.sandbox = Sandbox(sandbox)
             self.judge = self.sandbox.run_many
         self.metrics = InferenceMetrics()
+        self._weight_group: tuple[str, int] | None = None
 
     def play(
         self,
@@ -84,17 +101,8 @@ class RolloutWorker:
     ) -> list[Rollout]:
         """One episode per problem, sampled with `seeds`, played by `dialog` (default: the
         actor's). `weights` is ([object ref of the serialized weights], version): loaded
-        first unless the engine has that version already (a restarted actor starts from
-        the model's files)."""
-        if weights is not None and weights[1] != self.engine.weight_version:
-            [reference], version = weights
-            if reference is None:
-                raise RuntimeError(
-                    f"this engine has weights version {self.engine.weight_version}, not "
-                    f"{version}, and they came by torch.distributed broadcast: it restarted "
-                    "after them and cannot catch up (use learner.transport=object_store)"
-                )
-            self.engine.update_weights(ray.get(reference), version)
+        first if the engine is behind them (`catch_up`)."""
+        self.catch_up(weights)
         started = time.monotonic()
         rollouts = play_episodes(
             problems, self.engine, self.judge, self.tokenizer, dialog or self.dialog, seeds
@@ -102,19 +110,61 @@ class RolloutWorker:
         self.metrics.played(rollouts, started)
         return rollouts
 
+    def play_to_store(
+        self,
+        problems: list[Problem],
+        seeds: EpisodeSeeds,
+        place: ChunkPlace,
+        weights: tuple[list, int] | None = None,
+        dialog: DialogConfig | None = None,
+    ) -> list[StoredRollout]:
+        """`play`, with the rollouts put into Ray's object store by the actor named
+        `place.owner` (alive for the run: a rollout outlives the engine that played it,
+        whose own objects would die with it); each one's summary and reference, as
+        chunk `place` of its phase."""
+        rollouts = self.play(problems, seeds, weights, dialog)
+        references = ray.get(ray.get_actor(place.owner).keep.remote(rollouts))
+        return [
+            StoredRollout(
+                summarize(
+                    rollout, place.iteration, place.first + index, place.index, len(rollouts)
+                ),
+                reference,
+            )
+            for index, (rollout, reference) in enumerate(zip(rollouts, references, strict=True))
+        ]
+
     def update_weights(self, payload: PackedWeights, version: int) -> float:
         """New weights (`engines.weights.serialize_weights`), tagged `version`; the seconds
         the engine took to load them."""
         return self.engine.update_weights(payload, version)
 
     def open_weight_group(self, host: str, port: int, first_rank: int, world_size: int) -> None:
-        """Join the learner's torch.distributed weight group (`engines.weight_broadcast`)."""
+        """Join the learner's torch.distributed weight group at `host:port`
+        (`engines.weight_broadcast`), leaving the one it was in."""
         self.engine.open_weight_group(host, port, first_rank, world_size)
+        self._weight_group = (host, port)
+
+    def weight_group(self) -> tuple[str, int] | None:
+        """The address of the weight group the engine is in; None if it is in none (it
+        never joined one, or it restarted since)."""
+        return self._weight_group
 
     def receive_weights(self, buckets: list, version: int) -> float:
         """Receive the learner's broadcast of new weights, tagged `version`; the seconds
         the engine took to load them."""
         return self.engine.receive_weights(buckets, version)
+
+    def catch_up(self, weights: tuple[list, int] | None) -> None:
+        """Load `weights`, ([object ref of the serialized weights], version), if the engine
+        is behind them: it restarted since they were sent (it starts from the model's
+        files, version 0). Never back to older ones: a chunk sent before a sync may be
+        played after it."""
+        if weights is None:
+            return
+        [reference], version = weights
+        if self.engine.weight_version < version:
+            self.engine.update_weights(ray.get(reference), version)
 
     def weight_version(self) -> int:
         return self.engine.weight_version
@@ -184,17 +234,59 @@ class InferencePool:
         """One rollout per problem, sampled with `seeds` (episode i: `seeds`' episode i,
         whichever actor plays it), by `dialog` (default: the pool's, e.g. evaluation
         sampling instead); `on_done(rollouts)` ticks as each chunk finishes."""
-        chunks = [
-            (list(problems[start : start + self.chunk_size]), seeds.from_episode(start))
-            for start in range(0, len(problems), self.chunk_size)
-        ]
+        chunks = self._chunks(problems)
         if self.worker is not None:
             played = []
-            for chunk in chunks:
-                played.extend(self.worker.play(*chunk, None, dialog))
+            for first, chunk in chunks:
+                played.extend(self.worker.play(chunk, seeds.from_episode(first), None, dialog))
                 if on_done is not None:
-                    on_done(len(chunk[0]))
+                    on_done(len(chunk))
             return played
+        played = self._on_actors(
+            chunks,
+            lambda actor, first, chunk: actor.play.remote(
+                chunk, seeds.from_episode(first), self._weights, dialog
+            ),
+            None if on_done is None else lambda played: on_done(len(played)),
+        )
+        return [rollout for chunk in played for rollout in chunk]
+
+    def play_to_store(
+        self,
+        problems: Sequence[Problem],
+        seeds: EpisodeSeeds,
+        iteration: int,
+        owner: str,
+        on_chunk: Callable[[list[StoredRollout]], None] | None = None,
+        dialog: DialogConfig | None = None,
+    ) -> list[StoredRollout]:
+        """`play`, with the rollouts left in Ray's object store, kept there by the actor
+        named `owner`: what comes back (and goes to `on_chunk` as each chunk finishes,
+        once per chunk) is their summaries and references, as episodes of `iteration`, in
+        problem order. The rollouts go from the actors to `owner`, never through here."""
+        if self.worker is not None:
+            raise ValueError("an in-process inference pool plays without Ray's object store")
+
+        def submit(actor, first: int, chunk: list[Problem]):
+            place = ChunkPlace(iteration, first // self.chunk_size, first, owner)
+            return actor.play_to_store.remote(
+                chunk, seeds.from_episode(first), place, self._weights, dialog
+            )
+
+        played = self._on_actors(self._chunks(problems), submit, on_chunk)
+        return [stored for chunk in played for stored in chunk]
+
+    def _chunks(self, problems: Sequence[Problem]) -> list[tuple[int, list[Problem]]]:
+        """The phase's chunks: (first episode, its problems)."""
+        return [
+            (start, list(problems[start : start + self.chunk_size]))
+            for start in range(0, len(problems), self.chunk_size)
+        ]
+
+    def _on_actors(self, chunks, submit, on_done) -> list[list]:
+        """Each chunk's result from `submit(actor, first episode, problems)`, replayed on
+        another actor (or the same, restarted) if its actor dies; `on_done(result)` as
+        each chunk's comes."""
 
         def abandon(index: int, attempts: int):
             raise RuntimeError(
@@ -202,18 +294,17 @@ class InferencePool:
                 "check the actors' logs (`ray logs`) for why they die"
             )
 
-        played = run_on_actors(
+        return run_on_actors(
             self.actors,
             chunks,
-            submit=lambda actor, chunk: actor.play.remote(*chunk, self._weights, dialog),
+            submit=lambda actor, chunk: submit(actor, *chunk),
             probe=lambda actor: actor.weight_version.remote(),
             max_in_flight=2 * len(self.actors),
             max_attempts=self.max_attempts,
             stats=self.stats,
             abandon=abandon,
-            on_done=None if on_done is None else lambda index: on_done(len(chunks[index][0])),
+            on_done=None if on_done is None else lambda _, result: on_done(result),
         )
-        return [rollout for chunk in played for rollout in chunk]
 
     def update_weights(self, weights, version: int) -> float:
         """Send new weights to every actor: `weights` is the serialized payload
@@ -223,9 +314,16 @@ class InferencePool:
             return self.worker.update_weights(weights, version)
         reference = weights if isinstance(weights, ray.ObjectRef) else ray.put(weights)
         load_s = ray.get([actor.update_weights.remote(reference, version) for actor in self.actors])
+        self.keep_weights(reference, version)
+        return max(load_s)
+
+    def keep_weights(self, reference: ray.ObjectRef, version: int) -> None:
+        """What every chunk from now on carries for a restarted engine to catch up from:
+        `reference` to the serialized weights `version` in the object store. The newest
+        only: the reference held before is dropped (the object it names is freed once no
+        chunk in flight holds it)."""
         # In a list, so that Ray passes the reference itself, not the bytes, to `play`.
         self._weights = ([reference], version)
-        return max(load_s)
 
     def weight_group_size(self) -> int:
         """Ranks the pool's engines take in a weight group (one per tensor-parallel worker)."""
@@ -240,11 +338,18 @@ class InferencePool:
             for index, actor in enumerate(self.actors)
         ]
 
+    def in_weight_group(self, address: tuple[str, int]) -> bool:
+        """Whether every engine is in the weight group at `address` (host, port): not if
+        an actor restarted since it joined (a broadcast would wait for the member the group
+        lost). Waits for actors that are restarting, at most `GROUP_TIMEOUT_S`."""
+        places = ask_every(self.actors, lambda actor: actor.weight_group.remote(), GROUP_TIMEOUT_S)
+        return all(place == address for place in places)
+
     def receive_weights(self, buckets: list, version: int) -> list:
         """Start receiving a broadcast of weights `version`; returns the calls' references
-        (each gives the seconds its engine took to load the weights).
-        An actor restarted later cannot catch up over the broadcast: `play` then fails."""
-        self._weights = ([None], version)
+        (each gives the seconds its engine took to load the weights). Every engine must be
+        in the group (`in_weight_group`); one restarted afterwards catches up from the copy
+        the learner sends with the next chunks (`keep_weights`)."""
         return [actor.receive_weights.remote(buckets, version) for actor in self.actors]
 
     def shutdown(self) -> None:

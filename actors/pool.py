@@ -1,4 +1,5 @@
-"""Running tasks on Ray actors that Ray restarts: every task gets exactly one result.
+"""Running tasks on Ray actors that Ray restarts: every task gets exactly one result
+(`run_on_actors`), and every actor answers a question (`ask_every`).
 
 Shared by the sandbox pool (`actors.sandbox_pool`) and the inference pool
 (`actors.inference`).
@@ -14,7 +15,7 @@ from dataclasses import dataclass
 from typing import TypeVar
 
 import ray
-from ray.exceptions import ActorUnavailableError, RayActorError
+from ray.exceptions import ActorUnavailableError, GetTimeoutError, RayActorError
 
 logger = logging.getLogger("actors")
 FIRST_BACKOFF_S = 1.0
@@ -44,14 +45,14 @@ def run_on_actors(
     max_attempts: int,
     stats: PoolStats,
     abandon: Callable[[int, int], R],
-    on_done: Callable[[int], None] | None = None,
+    on_done: Callable[[int, R], None] | None = None,
 ) -> list[R]:
     """Each task's result, in order, from actors that Ray restarts when they die.
 
     Tasks go to the least-loaded actor, at most `max_in_flight` at once. A task whose
     actor died is submitted again, at most `max_attempts` times in all; then
     `abandon(task index, attempts)` gives its result. Every task gets exactly one;
-    `on_done(task index)` is called as each gets it.
+    `on_done(task index, result)` is called as each gets it.
 
     An actor whose task failed takes no task until `probe(actor)` (a cheap call)
     answers: Ray refuses calls while it restarts the actor (an engine loads for tens of
@@ -124,5 +125,37 @@ def run_on_actors(
         assert results[index] is None, f"task {index} got two results"
         results[index] = result
         if on_done is not None:
-            on_done(index)
+            on_done(index, result)
     return results
+
+
+def ask_every(actors: list, call: Callable[[object], ray.ObjectRef], timeout_s: float) -> list:
+    """`call(actor)`'s answer from every actor, in order, waiting out restarts: a call
+    Ray refuses while it restarts an actor is sent again after a backoff. An actor dead
+    for good raises its `RayActorError`; one still without an answer after `timeout_s`,
+    a `TimeoutError`."""
+    deadline = time.monotonic() + timeout_s
+    calls = [call(actor) for actor in actors]
+    answers = []
+    for index, actor in enumerate(actors):
+        backoff = FIRST_BACKOFF_S
+        while True:
+            left = deadline - time.monotonic()
+            try:
+                answers.append(ray.get(calls[index], timeout=max(0.0, left)))
+                break
+            except ActorUnavailableError:
+                if left < backoff:
+                    raise TimeoutError(
+                        f"actor {index} of {len(actors)} refused calls for {timeout_s} s "
+                        "(Ray could not restart it): check its logs (`ray logs`)"
+                    ) from None
+                time.sleep(backoff)
+                backoff = min(MAX_BACKOFF_S, 2 * backoff)
+                calls[index] = call(actor)
+            except GetTimeoutError:
+                raise TimeoutError(
+                    f"actor {index} of {len(actors)} did not answer within {timeout_s} s: "
+                    "check its logs (`ray logs`)"
+                ) from None
+    return answers

@@ -3,8 +3,13 @@
 Bounded (a producer's `put` waits while it is full: back-pressure), versioned (each item
 carries the weight version that produced it), and fresh: items more than
 `max_staleness` versions older than the learner's are dropped and counted. On Ray the
-items are object references (`ReplayQueueActor`), so rollouts go from the inference
-actor that made them to the learner that reads them, never through the driver.
+items are stored rollouts (`engines.rollout.StoredRollout`: summaries and object
+references, `ReplayQueueActor`), so rollouts go from the inference actor that made them
+to the learner that reads them, never through the driver.
+
+Items are taken once (`get`), or read as they come (`read`): every rank of the learner
+reads an iteration's items, in the same order, each from where it is, while the rest are
+still being played.
 """
 
 from __future__ import annotations
@@ -42,6 +47,8 @@ class ReplayQueue:
         self._changed = asyncio.Condition()
         self._learner_version = 0
         self._put = self._taken = self._dropped = 0
+        self._read: dict[int, list] = {}
+        """Per iteration being read, its items taken so far, in order."""
         self._metrics = QueueMetrics()
 
     async def put(self, version: int, items: list) -> None:
@@ -69,11 +76,38 @@ class ReplayQueue:
             self._changed.notify_all()
             return taken
 
+    async def read(self, iteration: int, start: int, count: int, learner_version: int) -> list:
+        """Items `start`.. of the `count` taken for `iteration` (oldest first, none
+        staler than `max_staleness` versions behind `learner_version`): at least one,
+        and all taken so far; waits until there is one. Every reader of `iteration`
+        reads the same items in the same order."""
+        if not 0 <= start < count:
+            raise ValueError(f"cannot read items from {start} of {count}")
+        async with self._changed:
+            self._learner_version = max(self._learner_version, learner_version)
+            taken = self._read.setdefault(iteration, [])
+
+            def more() -> bool:
+                self._drop_stale()
+                moved = min(count - len(taken), len(self._items))
+                taken.extend(self._items.popleft()[1] for _ in range(moved))
+                if moved:
+                    self._taken += moved
+                    self._metrics.depth.set(len(self._items))
+                    self._changed.notify_all()  # room for producers
+                return len(taken) > start
+
+            await self._changed.wait_for(more)
+            return taken[start:]
+
     async def set_learner_version(self, version: int) -> None:
-        """Tell the queue the learner's version: stale items go at once, making room."""
+        """Tell the queue the learner's version: stale items go at once, making room, and
+        what was read for iterations up to `version` is forgotten."""
         async with self._changed:
             self._learner_version = max(self._learner_version, version)
             self._drop_stale()
+            for iteration in [i for i in self._read if i <= version]:
+                del self._read[iteration]
             self._changed.notify_all()
 
     def stats(self) -> QueueStats:
@@ -93,4 +127,4 @@ class ReplayQueue:
 
 
 ReplayQueueActor = ray.remote(ReplayQueue)
-"""The queue in its own (async) Ray actor; put object references in it, not rollouts."""
+"""The queue in its own (async) Ray actor; put stored rollouts in it, not rollouts."""

@@ -136,7 +136,7 @@ class SandboxPool:
             max_attempts=self.max_attempts,
             stats=self.stats,
             abandon=abandon,
-            on_done=None if on_done is None else lambda _: on_done(),
+            on_done=None if on_done is None else lambda index, result: on_done(),
         )
 
     def shutdown(self) -> None:

@@ -13,7 +13,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-BENCHMARKS = ("sandbox_throughput", "rollout_throughput", "learner_throughput")
+BENCHMARKS = ("sandbox_throughput", "rollout_throughput", "learner_throughput", "streaming")
 LOG_DIR = Path("outputs") / "bench"
 FAILURE_TAIL_LINES = 30
 

@@ -30,6 +30,7 @@ from engines.generation import EngineConfig, ModelConfig, SamplingConfig
 from launch.prepare_tiny import TinyModelConfig, prepare
 from learner.batch import collate
 from learner.config import LearnerConfig
+from learner.group import store_rollouts
 from learner.packing import padding_fraction, placement, plan_micro_batches, split_across_ranks
 from learner.rank import PAD_ID, LearnerRank, update_parts
 
@@ -90,7 +91,8 @@ def update_overhead(model: ModelConfig, rollouts: list, config: LearnerConfig) -
     bare, update, prepare_s = [], [], []
     for iteration in range(4):  # the first is a warm-up
         bare.append(bare_step(modules, optimizers, rollouts, micro_batches))
-        metrics = rank.train(rollouts, iteration)
+        stored = store_rollouts(rollouts, iteration, len(rollouts))
+        metrics = rank.train(stored, iteration, len(rollouts))
         [step] = metrics["updates"]
         update.append(step["time_s"])
         prepare_s.append(metrics["time_prepare_s"])

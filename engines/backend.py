@@ -35,7 +35,8 @@ class Engine(Protocol):
         ...
 
     def open_weight_group(self, host: str, port: int, first_rank: int, world_size: int) -> None:
-        """Join the learner's torch.distributed weight group from rank `first_rank` on."""
+        """Join the learner's torch.distributed weight group from rank `first_rank` on,
+        leaving the one it was in (after a member restarted, the group is formed anew)."""
         ...
 
     def receive_weights(self, buckets: list, version: int) -> float:

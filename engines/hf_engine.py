@@ -21,6 +21,7 @@ class HFEngine:
         """Serve `model` (a loaded causal LM, already on `device`) with its `tokenizer`."""
         self.device = device
         self.weight_version = 0
+        self.weight_group = None
         self.model = model
         self.model.eval()
         self.eos_token_id = tokenizer.eos_token_id
@@ -109,7 +110,8 @@ class HFEngine:
         return time.perf_counter() - started
 
     def open_weight_group(self, host: str, port: int, first_rank: int, world_size: int) -> None:
-        """Join the learner's weight group as rank `first_rank`."""
+        """Join the learner's weight group as rank `first_rank`, leaving the one it was in."""
+        weight_broadcast.close_group(self.weight_group)
         self.weight_group = weight_broadcast.open_group(
             host, port, first_rank, world_size, self.device
         )

@@ -56,3 +56,60 @@ class Rollout:
     def weight_version(self) -> int:
         """The oldest weights that sampled any of its replies (staleness is judged by it)."""
         return min((turn.weight_version for turn in self.turns), default=0)
+
+
+@dataclass(frozen=True)
+class RolloutSummary:
+    """What the driver and the learner's plan read of a rollout, without its tokens: a
+    few numbers, whatever the dialog's length."""
+
+    iteration: int
+    """The phase's iteration (training), or the evaluation's (after iteration N)."""
+    episode: int
+    """Its index among the phase's episodes: the data order."""
+    group: int
+    """The index of the chunk it was played in (episodes of one chunk arrive together)."""
+    group_size: int
+    """How many rollouts that chunk holds."""
+    problem: str
+    tokens: int
+    trained_tokens: int
+    turns: int
+    turns_with_code: int
+    passed: bool
+    overflow: bool
+    weight_version: int
+    generate_s: float
+    sandbox_s: float
+
+
+def summarize(rollout: Rollout, iteration: int, episode: int, group: int, group_size: int):
+    """`rollout`'s `RolloutSummary`, as episode `episode` of chunk `group` (of
+    `group_size` rollouts) of `iteration`."""
+    return RolloutSummary(
+        iteration=iteration,
+        episode=episode,
+        group=group,
+        group_size=group_size,
+        problem=rollout.problem,
+        tokens=len(rollout.token_ids),
+        trained_tokens=sum(rollout.trained_mask),
+        turns=len(rollout.turns),
+        turns_with_code=sum(turn.code is not None for turn in rollout.turns),
+        passed=rollout.passed,
+        overflow=rollout.overflow,
+        weight_version=rollout.weight_version,
+        generate_s=rollout.generate_s,
+        sandbox_s=rollout.sandbox_s,
+    )
+
+
+@dataclass(frozen=True)
+class StoredRollout:
+    """A rollout in Ray's object store: its summary, and the object reference whoever
+    needs its tokens fetches (a learner rank, the writer of the run's Parquet)."""
+
+    summary: RolloutSummary
+    reference: object
+    """The `ray.ObjectRef` of the `Rollout` (inside a record, so Ray passes the reference
+    itself from call to call, never the rollout)."""

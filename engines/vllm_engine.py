@@ -33,7 +33,9 @@ class WeightSyncExtension:
     def open_weight_group(
         self, host: str, port: int, first_rank: int, world_size: int, device: str
     ) -> None:
-        """Join the weight group as rank `first_rank` + this worker's rank in the engine."""
+        """Join the weight group as rank `first_rank` + this worker's rank in the engine,
+        leaving the one it was in."""
+        weight_broadcast.close_group(getattr(self, "weight_group", None))
         self.weight_group = weight_broadcast.open_group(
             host, port, first_rank + self.rank, world_size, device
         )
@@ -143,8 +145,8 @@ class VLLMEngine:
         return load_s
 
     def open_weight_group(self, host: str, port: int, first_rank: int, world_size: int) -> None:
-        """Join the learner's weight group: this engine's workers take ranks from
-        `first_rank` on (one per tensor-parallel worker)."""
+        """Join the learner's weight group (leaving the one it was in): this engine's
+        workers take ranks from `first_rank` on (one per tensor-parallel worker)."""
         self.llm.collective_rpc(
             "open_weight_group", args=(host, port, first_rank, world_size, self.config.device)
         )

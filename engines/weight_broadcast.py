@@ -5,6 +5,10 @@ nothing registered globally), so engines never join the learner's world: rank 0 
 learner rank 0, ranks 1.. are the engines' workers. gloo on CPU, NCCL on GPUs: the same
 calls. Tensors travel in buckets of one dtype, one broadcast per bucket, never one call
 per parameter; both sides know the bucket layout (`plan_buckets`) before the first byte.
+
+A group never takes a member back: an engine that restarted has lost its place, so every
+member leaves the group (`close_group`) and joins a new one, on a fresh port, before the
+next broadcast. Every wait (rendezvous, broadcast) ends after `GROUP_TIMEOUT_S`.
 """
 
 from __future__ import annotations
@@ -121,6 +125,13 @@ def open_group(host: str, port: int, rank: int, world_size: int, device: str, st
     if device == "cpu":
         return dist.ProcessGroupGloo(store, rank, world_size, timeout)
     return dist.ProcessGroupNCCL(store, rank, world_size)
+
+
+def close_group(group) -> None:
+    """Leave `group` (None: no group), e.g. before joining its successor; by aborting
+    its communicators, which waits for no one (a member it lost is gone for good)."""
+    if group is not None:
+        group.abort()
 
 
 def send(group, state_dict: dict, buckets: list[Bucket], device: str) -> None:

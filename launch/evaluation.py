@@ -7,12 +7,13 @@ from __future__ import annotations
 import statistics
 from collections.abc import Callable, Sequence
 from dataclasses import replace
+from typing import TypeVar
 
 from actors.dialog import DialogConfig
 from actors.inference import InferencePool
 from actors.seeds import EpisodeSeeds
 from engines.generation import SamplingConfig
-from engines.rollout import Rollout
+from engines.rollout import Rollout, RolloutSummary
 from problems import Problem
 from problems.solve_rates import mean_solved
 
@@ -20,6 +21,22 @@ EVAL_SAMPLING = SamplingConfig(temperature=0.2, top_p=0.95)
 """1@3's sampling (the paper's); the reply length is the dialog's."""
 WIDE_SAMPLING = SamplingConfig(temperature=1.0, top_p=1.0)
 """10@100's sampling (the paper's): many diverse samples."""
+T = TypeVar("T")
+
+
+def repeated_episodes(
+    problems: Sequence[Problem], repeats: int, dialog: DialogConfig, sampling: SamplingConfig
+) -> tuple[list[Problem], DialogConfig]:
+    """Each problem `repeats` times in a row, and the dialog that plays them: `dialog`
+    with `sampling` (its reply length the dialog's)."""
+    sampling = replace(sampling, max_new_tokens=dialog.sampling.max_new_tokens)
+    episodes = [problem for problem in problems for _ in range(repeats)]
+    return episodes, replace(dialog, sampling=sampling)
+
+
+def by_problem(played: list[T], repeats: int) -> list[list[T]]:
+    """What `repeated_episodes`' episodes gave, per problem."""
+    return [played[start : start + repeats] for start in range(0, len(played), repeats)]
 
 
 def play_repeated(
@@ -34,24 +51,22 @@ def play_repeated(
     """`repeats` rollouts of each problem, played by `dialog` with `sampling` (its reply
     length the dialog's), episode i sampled with `seeds`' episode i; per problem, its
     rollouts. `on_done(rollouts)` ticks as chunks finish."""
-    sampling = replace(sampling, max_new_tokens=dialog.sampling.max_new_tokens)
-    episodes = [problem for problem in problems for _ in range(repeats)]
-    played = pool.play(episodes, seeds, on_done=on_done, dialog=replace(dialog, sampling=sampling))
-    return [played[index * repeats : (index + 1) * repeats] for index in range(len(problems))]
+    episodes, dialog = repeated_episodes(problems, repeats, dialog, sampling)
+    return by_problem(pool.play(episodes, seeds, on_done=on_done, dialog=dialog), repeats)
 
 
-def one_at_three(per_problem: list[list[Rollout]]) -> tuple[float, list[float]]:
+def one_at_three(per_problem: list[list[Rollout | RolloutSummary]]) -> tuple[float, list[float]]:
     """1@3 over problems, and each problem's own: the share of its rollouts whose final
     program passed all tests."""
     scores = [mean_solved([rollout.passed for rollout in rollouts]) for rollouts in per_problem]
     return statistics.mean(scores), scores
 
 
-def turn_solve_rates(rollouts: list[Rollout], max_turns: int) -> dict[str, float]:
+def turn_solve_rates(summaries: list[RolloutSummary], max_turns: int) -> dict[str, float]:
     """Share of episodes solved (final verdict) by the end of turn t, for t = 1..max_turns:
     an episode that passed with fewer turns counts as solved at every later turn."""
     rates = {}
     for turn in range(1, max_turns + 1):
-        solved = sum(r.passed and len(r.turns) <= turn for r in rollouts)
-        rates[f"solve_rate_turn_{turn}"] = solved / len(rollouts)
+        solved = sum(s.passed and s.turns <= turn for s in summaries)
+        rates[f"solve_rate_turn_{turn}"] = solved / len(summaries)
     return rates

@@ -3,9 +3,11 @@
 - `metrics.jsonl`: one JSON object per iteration (appended, flushed: a crash keeps every
   finished iteration);
 - `tensorboard/`: the same scalars as TensorBoard event files;
-- `rollouts/iter-NNNNNN.parquet`: every rollout of the iteration, one row each;
+- `rollouts/iter-NNNNNN.parquet`: every rollout of the iteration, one row each, in
+  episode order;
 - `rollouts/eval-NNNNNN.parquet`: the 1@3 rollouts of the evaluation after iteration N
   (0: before training);
+both written by the `RolloutStore` actor from the object store, not by the driver;
 - `train.log`: the run's own lines, timestamped (Hydra's log lines go there too).
 """
 
@@ -17,7 +19,7 @@ import sys
 import time
 from pathlib import Path
 
-from engines.rollout import Rollout
+from engines.rollout import Rollout, StoredRollout
 
 LOG_FILE = "train.log"
 METRICS_FILE = "metrics.jsonl"
@@ -100,6 +102,37 @@ def rollout_table(rollouts: list[Rollout], iteration: int):
     return pa.table(columns)
 
 
+def rollouts_path(directory: str | Path, phase: str, iteration: int) -> Path:
+    """The Parquet file of `phase`'s rollouts (`iter` or `eval`) of `iteration`."""
+    return Path(directory) / ROLLOUTS_DIR / f"{phase}-{iteration:06d}.parquet"
+
+
+class RolloutStore:
+    """Owns a run's rollouts in Ray's object store, and writes them as Parquet. The
+    training loop runs it as an actor of its own, alive for the run: an object belongs
+    to the process that put it, and is lost with it, so the inference actors (restarted
+    when they die) hand their rollouts here rather than keep them. The driver never
+    holds them."""
+
+    def keep(self, rollouts: list[Rollout]) -> list:
+        """Put each of `rollouts` into the object store; their references."""
+        import ray
+
+        return [ray.put(rollout) for rollout in rollouts]
+
+    def write(self, path: str, iteration: int, stored: list[StoredRollout]) -> int:
+        """`stored`'s rollouts (fetched here), in episode order, to `path`, as rollouts of
+        `iteration`; how many."""
+        import pyarrow.parquet as pq
+        import ray
+
+        stored = sorted(stored, key=lambda entry: entry.summary.episode)
+        rollouts = ray.get([entry.reference for entry in stored])
+        Path(path).parent.mkdir(parents=True, exist_ok=True)
+        pq.write_table(rollout_table(rollouts, iteration), path)
+        return len(rollouts)
+
+
 class RunLog:
     """The run's own lines (the data loaded, every iteration's summary, why it stopped):
     on the terminal, above the progress bar, and appended to the run folder's
@@ -134,25 +167,15 @@ class RunFiles:
         (self.directory / ROLLOUTS_DIR).mkdir(parents=True, exist_ok=True)
         self.tensorboard = SummaryWriter(str(self.directory / TENSORBOARD_DIR))
 
-    def write_iteration(self, metrics: dict, rollouts: list[Rollout]) -> None:
-        import pyarrow.parquet as pq
-
+    def write_iteration(self, metrics: dict) -> None:
+        """The iteration's line of `metrics.jsonl`, and its TensorBoard scalars."""
         iteration = metrics["iteration"]
-        path = self.directory / ROLLOUTS_DIR / f"iter-{iteration:06d}.parquet"
-        pq.write_table(rollout_table(rollouts, iteration), path)
         with open(self.directory / METRICS_FILE, "a") as handle:
             handle.write(json.dumps(metrics) + "\n")
         for name, value in metrics.items():
             if isinstance(value, (int, float)) and name != "iteration" and math.isfinite(value):
                 self.tensorboard.add_scalar(name, value, iteration)
         self.tensorboard.flush()
-
-    def write_evaluation(self, iteration: int, rollouts: list[Rollout]) -> None:
-        """The rollouts of the evaluation after `iteration` (0: before training)."""
-        import pyarrow.parquet as pq
-
-        path = self.directory / ROLLOUTS_DIR / f"eval-{iteration:06d}.parquet"
-        pq.write_table(rollout_table(rollouts, iteration), path)
 
     def truncate_after(self, iteration: int) -> None:
         """Forget what iterations after `iteration` wrote (a resumed run redoes them)."""

@@ -11,7 +11,7 @@ policy (`policy/`, Hugging Face format) and `report.html`.
 
     python -m launch.train                                   # tiny model, toy contests, local
     python -m launch.train trainer.iterations=5 learner.lr=1e-4
-    python -m launch.train model=llama3.1-8b-instruct cluster=paper_8b data=code_contests
+    python -m launch.train +experiment=paper_8b              # the paper's 8B run (or paper_70b)
     python -m launch.train --multirun +experiment=single_turn,random_feedback
 """
 
@@ -29,22 +29,31 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 
 import hydra
+import psutil
 from hydra.core.config_store import ConfigStore
 from omegaconf import OmegaConf
 
 from actors.dialog import DialogConfig
 from actors.metrics import TrainerMetrics, restarts_by_kind
 from actors.seeds import EpisodeSeeds
-from engines.rollout import Rollout
+from engines.rollout import RolloutSummary, StoredRollout
 from launch.chaos import ChaosMonkey
 from launch.config import CONF_DIR, ConfigError, RunStopped, run_entry_point
-from launch.evaluation import EVAL_SAMPLING, one_at_three, play_repeated, turn_solve_rates
+from launch.evaluation import (
+    EVAL_SAMPLING,
+    by_problem,
+    one_at_three,
+    repeated_episodes,
+    turn_solve_rates,
+)
 from launch.plan import format_plan, make_plan
 from launch.run_files import (
+    RolloutStore,
     RunFiles,
     RunLog,
     read_eval_before,
     read_metrics,
+    rollouts_path,
     write_eval_before,
 )
 from launch.train_config import (
@@ -53,7 +62,6 @@ from launch.train_config import (
     cpus_reserved,
     with_cpus_scaled,
 )
-from learner.config import LearnerConfig
 from problems import Problem
 from problems.sources import load_problems
 from problems.stream import ProblemStream
@@ -80,6 +88,8 @@ class StopRequest:
             signal.signal(signum, handler)
 
 
+STORE_NAME = "rollout-store"
+"""The actor that owns the run's rollouts in the object store and writes their Parquet."""
 ConfigStore.instance().store(name="train_schema", node=TrainConfig)
 # `${mul:a,b}` in conf/: a product, e.g. the run's update count, where a learning-rate
 # schedule ends with the run.
@@ -140,14 +150,19 @@ def check_dialog_length(config: TrainConfig) -> None:
 
 
 class Producer:
-    """Plays each iteration's episodes in a background thread and puts them into the
-    replay queue, at most `ahead` iterations ahead of the learner (0: sync)."""
+    """Plays each iteration's episodes in a background thread, at most `ahead` iterations
+    ahead of the learner (0: sync), and puts each chunk's stored rollouts into the replay
+    queue as it finishes (kept in the object store by the actor named `owner`)."""
 
-    def __init__(self, pool, queue, stream: ProblemStream, count: int, seed: int, ahead: int):
-        self.pool, self.queue, self.stream = pool, queue, stream
+    def __init__(
+        self, pool, queue, owner: str, stream: ProblemStream, count: int, seed: int, ahead: int
+    ):
+        self.pool, self.queue, self.owner, self.stream = pool, queue, owner, stream
         self.count, self.seed, self.ahead = count, seed, ahead
         self.learner_version = 0
         self.timings: dict[int, dict] = {}
+        self.played: dict[int, list[StoredRollout]] = {}
+        """Each iteration's stored rollouts, complete once its timings are in."""
         self.positions: dict[int, int] = {}
         """Data position after each iteration's problems (async runs ahead of the learner:
         a checkpoint of iteration i must resume at i's position, not the producer's)."""
@@ -170,6 +185,19 @@ class Producer:
             self._stop = True
             self._changed.notify_all()
 
+    def check(self) -> None:
+        """Raise if playing episodes failed."""
+        if self.error is not None:
+            raise RuntimeError(f"playing episodes failed: {self.error}") from self.error
+
+    def wait_played(self, iteration: int) -> list[StoredRollout]:
+        """The iteration's stored rollouts, in episode order, once all are played."""
+        with self._changed:
+            while iteration not in self.timings:
+                self.check()
+                self._changed.wait(timeout=1.0)
+        return sorted(self.played.pop(iteration), key=lambda stored: stored.summary.episode)
+
     def _run(self, first: int, last: int) -> None:
         import ray
 
@@ -185,52 +213,51 @@ class Producer:
                         return
                 problems = self.stream.take(self.count)
                 self.positions[iteration] = self.stream.position
+                played = self.played[iteration] = []
+
+                def enqueue(chunk: list[StoredRollout], played=played) -> None:
+                    played.extend(chunk)
+                    for version in sorted({stored.summary.weight_version for stored in chunk}):
+                        items = [s for s in chunk if s.summary.weight_version == version]
+                        ray.get(self.queue.put.remote(version, items))
+
                 started = time.perf_counter()
-                rollouts = self.pool.play(problems, EpisodeSeeds(self.seed, "train", iteration))
-                self.timings[iteration] = {"time_generate_s": time.perf_counter() - started}
-                versions = sorted({r.weight_version for r in rollouts})
-                for version in versions:
-                    batch = [ray.put(r) for r in rollouts if r.weight_version == version]
-                    ray.get(self.queue.put.remote(version, batch))
+                self.pool.play_to_store(
+                    problems,
+                    EpisodeSeeds(self.seed, "train", iteration),
+                    iteration,
+                    self.owner,
+                    on_chunk=enqueue,
+                )
+                with self._changed:
+                    self.timings[iteration] = {"time_generate_s": time.perf_counter() - started}
+                    self._changed.notify_all()
         except BaseException as exc:  # reported by the learner loop, which waits on us
             self.error = exc
+            with self._changed:
+                self._changed.notify_all()
 
 
-def trainable_rollouts(
-    rollouts: list[Rollout], learner: LearnerConfig, iteration: int
-) -> list[Rollout]:
-    """The rollouts with at least one reply: one without (its prompt filled the context)
-    has nothing to train on and is left out (counted as `rollouts_without_reply`).
-    `RunStopped` if too few are left for `learner` to update on."""
-    trainable = [rollout for rollout in rollouts if rollout.turns]
-    needed = learner.num_ranks * learner.updates_per_iteration
-    if len(trainable) < needed:
-        raise RunStopped(
-            f"iteration {iteration}: only {len(trainable)} of {len(rollouts)} rollouts have "
-            f"a reply, fewer than the {needed} that learner.num_ranks x "
-            "learner.updates_per_iteration need; the prompts leave no room for a reply in "
-            "dialog.max_model_len: raise it or lower dialog.sampling.max_new_tokens"
-        )
-    return trainable
-
-
-def iteration_metrics(iteration: int, rollouts: list[Rollout], train: dict, max_turns: int) -> dict:
+def iteration_metrics(
+    iteration: int, summaries: list[RolloutSummary], train: dict, max_turns: int
+) -> dict:
     """The iteration's line of `metrics.jsonl` (times are added by the loop)."""
     updates = train["updates"]
-    generate_s = [r.generate_s for r in rollouts]
-    sandbox_s = [r.sandbox_s for r in rollouts]
+    generate_s = [s.generate_s for s in summaries]
+    sandbox_s = [s.sandbox_s for s in summaries]
     busy = sum(generate_s) + sum(sandbox_s)
     return {
         "iteration": iteration,
         "weight_version": iteration,
-        "rollouts": len(rollouts),
+        "rollouts": len(summaries),
         "reward_mean": train["reward_mean"],
-        "solve_rate": sum(r.passed for r in rollouts) / len(rollouts),
-        **turn_solve_rates(rollouts, max_turns),
-        "turns_mean": statistics.mean(len(r.turns) for r in rollouts),
-        "overflow_rate": sum(r.overflow for r in rollouts) / len(rollouts),
-        "rollouts_without_reply": sum(not r.turns for r in rollouts),
-        "valid_code_rate": statistics.mean(t.code is not None for r in rollouts for t in r.turns),
+        "solve_rate": sum(s.passed for s in summaries) / len(summaries),
+        **turn_solve_rates(summaries, max_turns),
+        "turns_mean": statistics.mean(s.turns for s in summaries),
+        "overflow_rate": sum(s.overflow for s in summaries) / len(summaries),
+        "rollouts_without_reply": sum(not s.turns for s in summaries),
+        "valid_code_rate": sum(s.turns_with_code for s in summaries)
+        / max(1, sum(s.turns for s in summaries)),
         "kl_ref": train["kl_ref"],
         "kl_ref_stderr": train["kl_ref_stderr"],
         "policy_loss": statistics.mean(u["policy_loss"] for u in updates),
@@ -246,9 +273,11 @@ def iteration_metrics(iteration: int, rollouts: list[Rollout], train: dict, max_
         "lr": updates[-1]["lr"],
         "learner_tokens_per_s": statistics.mean(u["tokens_per_s"] for u in updates),
         "padding_fraction": train["padding_fraction"],
+        "time_wait_rollouts_s": train["time_wait_rollouts_s"],
         "time_prepare_s": train["time_prepare_s"],
-        "tokens_generated": sum(sum(r.trained_mask) for r in rollouts),
-        "staleness_max": iteration - 1 - min(r.weight_version for r in rollouts),
+        "time_last_rollout_to_step_s": train["time_last_rollout_to_step_s"],
+        "tokens_generated": sum(s.trained_tokens for s in summaries),
+        "staleness_max": iteration - 1 - min(s.weight_version for s in summaries),
         "sandbox_share": sum(sandbox_s) / busy if busy else 0.0,
     }
 
@@ -345,7 +374,13 @@ class Trainer:
                 log_to_driver=False,
             )
         self.config = config = self._fit_to_cluster(config)
-        actors = config.actors
+        actors, trainer = config.actors, config.trainer
+        # Bookkeeping only: they take no CPU from the actors that work. The store owns the
+        # rollouts the inference actors play, and lives for the run.
+        self.store = ray.remote(RolloutStore).options(name=STORE_NAME, num_cpus=0).remote()
+        self.queue = ReplayQueueActor.options(name="replay-queue", num_cpus=0).remote(
+            trainer.queue_capacity, max(trainer.max_staleness, trainer.look_ahead)
+        )
         # Held for the run: Ray ends a (named) actor once no handle refers to it.
         self.sandboxes = None
         if actors.num_sandbox:
@@ -370,11 +405,6 @@ class Trainer:
             sandbox_actors=self.sandboxes.names if self.sandboxes else None,
         )
         self.group = LearnerGroup(config.learner, config.model)
-        trainer = config.trainer
-        # Bookkeeping only: it takes no CPU from the actors that work.
-        self.queue = ReplayQueueActor.options(name="replay-queue", num_cpus=0).remote(
-            trainer.queue_capacity, max(trainer.max_staleness, trainer.look_ahead)
-        )
 
     def _fit_to_cluster(self, config: TrainConfig) -> TrainConfig:
         """The config, its actors' CPU reservations fitted to the Ray cluster found: on
@@ -416,6 +446,7 @@ class Trainer:
         producer = Producer(
             self.pool,
             self.queue,
+            STORE_NAME,
             stream,
             trainer.rollouts_per_iteration,
             trainer.seed,
@@ -425,7 +456,7 @@ class Trainer:
             first = self._resume(files, stream, producer)
             before, before_turns = read_eval_before(self.run_dir)
         else:
-            first, (before, before_turns) = 1, self._evaluate(0, files)
+            first, (before, before_turns) = 1, self._evaluate(0)
             write_eval_before(self.run_dir, before, before_turns)
         self.say(f"train: 1@3 on {config.eval.split} before training: {100 * before:.1f}%")
         evaluations = {0: before} | {
@@ -481,26 +512,35 @@ class Trainer:
         import ray
 
         from learner.group import LearnerRankDied
+        from learner.rank import NoReplyToTrain
 
         config, trainer = self.config, self.config.trainer
         started = time.perf_counter()
         loop.chaos.iteration_started(iteration)
-        rollouts = self._take(loop.producer, iteration)
-        data_position = loop.producer.positions.pop(iteration)
-        waited = time.perf_counter() - started
+        per_iteration = trainer.rollouts_per_iteration
         try:
-            trainable = trainable_rollouts(rollouts, config.learner, iteration)
-            train = self.group.train(trainable, iteration)
+            train = self.group.train_from(self.queue, iteration, per_iteration, loop.producer.check)
+            stored = loop.producer.wait_played(iteration)
+            writing = self.store.write.remote(
+                str(rollouts_path(self.run_dir, "iter", iteration)), iteration, stored
+            )
             sync = self.group.sync_weights(self.pool, iteration)
+        except NoReplyToTrain as exc:
+            raise RunStopped(
+                f"iteration {iteration}: an update's share of the {per_iteration} rollouts "
+                "has none with a reply; the prompts leave no room for a reply in "
+                "dialog.max_model_len: raise it or lower dialog.sampling.max_new_tokens"
+            ) from exc
         except LearnerRankDied as exc:
             raise RunStopped(self._how_to_resume(exc)) from exc
+        data_position = loop.producer.positions.pop(iteration)
         loop.producer.learner_at(iteration)
         ray.get(self.queue.set_learner_version.remote(iteration))
         loop.live.iteration(iteration, train["time_train_s"], sync["sync_s"])
-        metrics = iteration_metrics(iteration, rollouts, train, config.dialog.max_turns)
+        summaries = [entry.summary for entry in stored]
+        metrics = iteration_metrics(iteration, summaries, train, config.dialog.max_turns)
         metrics.update(
             loop.producer.timings.pop(iteration),
-            time_wait_rollouts_s=waited,
             time_train_s=train["time_train_s"],
             time_sync_s=sync["sync_s"],
             time_engine_load_s=sync["engine_load_s"],
@@ -513,7 +553,7 @@ class Trainer:
         )
         every = config.eval.every
         if iteration == trainer.iterations or (every and iteration % every == 0):
-            metrics["eval_1at3"], turns = self._evaluate(iteration, loop.files)
+            metrics["eval_1at3"], turns = self._evaluate(iteration)
             metrics.update({f"eval_{k}": v for k, v in turns.items()})
             loop.evaluations[iteration] = metrics["eval_1at3"]
         checkpoint_now = iteration % config.run.checkpoint_every == 0
@@ -524,8 +564,10 @@ class Trainer:
                 {"data_position": data_position},
                 config.run.keep_checkpoints,
             )
+        ray.get(writing)
         metrics["time_iteration_s"] = time.perf_counter() - started
-        loop.files.write_iteration(metrics, rollouts)
+        metrics["driver_rss_mib"] = psutil.Process().memory_info().rss / 2**20
+        loop.files.write_iteration(metrics)
         return metrics
 
     def _resume(self, files: RunFiles, stream: ProblemStream, producer: Producer) -> int:
@@ -567,33 +609,27 @@ class Trainer:
             "same overrides)"
         )
 
-    def _take(self, producer: Producer, iteration: int) -> list[Rollout]:
-        import ray
-
-        count = self.config.trainer.rollouts_per_iteration
-        waiting = self.queue.get.remote(count, iteration - 1)
-        while True:
-            ready, _ = ray.wait([waiting], timeout=1.0)
-            if ready:
-                return ray.get(ray.get(waiting))
-            if producer.error is not None:
-                raise RuntimeError(f"playing episodes failed: {producer.error}") from producer.error
-
-    def _evaluate(self, iteration: int, files: RunFiles) -> tuple[float, dict]:
+    def _evaluate(self, iteration: int) -> tuple[float, dict]:
         """1@3 and solve rates by turn after `iteration` (0: before training); its
         rollouts go to the run folder."""
+        import ray
+
         config = self.config
-        per_problem = play_repeated(
-            self.pool,
-            self.valid_problems,
-            config.eval.rollouts,
-            config.dialog,
-            EVAL_SAMPLING,
-            EpisodeSeeds(config.trainer.seed, "eval", iteration),
+        episodes, dialog = repeated_episodes(
+            self.valid_problems, config.eval.rollouts, config.dialog, EVAL_SAMPLING
         )
-        played = [rollout for rollouts in per_problem for rollout in rollouts]
-        files.write_evaluation(iteration, played)
-        return one_at_three(per_problem)[0], turn_solve_rates(played, config.dialog.max_turns)
+        stored = self.pool.play_to_store(
+            episodes,
+            EpisodeSeeds(config.trainer.seed, "eval", iteration),
+            iteration,
+            STORE_NAME,
+            dialog=dialog,
+        )
+        path = str(rollouts_path(self.run_dir, "eval", iteration))
+        ray.get(self.store.write.remote(path, iteration, stored))
+        summaries = [entry.summary for entry in stored]
+        per_problem = by_problem(summaries, config.eval.rollouts)
+        return one_at_three(per_problem)[0], turn_solve_rates(summaries, config.dialog.max_turns)
 
 
 def summary_line(metrics: dict) -> str:

@@ -21,7 +21,7 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor
 
-from engines.rollout import Rollout
+from engines.rollout import Rollout, RolloutSummary
 
 from . import algo
 
@@ -104,9 +104,10 @@ class TrainingBatch:
         return TrainingBatch(**moved)
 
 
-def value_points(rollout: Rollout, value_level: str) -> int:
-    """How many value points `rollout` has (see the module docstring)."""
-    return len(rollout.reply_starts) if value_level == "turn" else sum(rollout.trained_mask)
+def value_points(summary: RolloutSummary, value_level: str) -> int:
+    """How many value points the rollout of `summary` has (see the module docstring):
+    one per reply, or per reply token."""
+    return summary.turns if value_level == "turn" else summary.trained_tokens
 
 
 def collate(

@@ -5,6 +5,7 @@ the inference engines, save and restore checkpoints, export the policy."""
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import ray
@@ -13,11 +14,23 @@ from ray.util.placement_group import placement_group, remove_placement_group
 from ray.util.scheduling_strategies import PlacementGroupSchedulingStrategy
 
 from engines.generation import ModelConfig
-from engines.rollout import Rollout
+from engines.rollout import Rollout, StoredRollout, summarize
 
 from . import checkpoint
 from .config import LearnerConfig
 from .rank import LearnerRank
+
+
+def store_rollouts(rollouts: list[Rollout], iteration: int, chunk_size: int) -> list[StoredRollout]:
+    """`rollouts`, put into the object store by this process, as the episodes of
+    `iteration` played in chunks of `chunk_size` (what a rank can train on: `train_from`)."""
+    stored = []
+    for episode, rollout in enumerate(rollouts):
+        group = episode // chunk_size
+        in_group = min(chunk_size, len(rollouts) - group * chunk_size)
+        summary = summarize(rollout, iteration, episode, group, in_group)
+        stored.append(StoredRollout(summary, ray.put(rollout)))
+    return stored
 
 
 class LearnerRankDied(RuntimeError):
@@ -70,7 +83,8 @@ class LearnerGroup:
         ]
         [(host, port)] = self._wait([self.ranks[0].address.remote()], "setup")
         self._all("setup", host, port)
-        self._weight_group_open = False
+        self._weight_group: tuple[str, int] | None = None
+        """The address of the weight group rank 0 hosts (`distributed`), once opened."""
         self._buckets = None
 
     def _all(self, method: str, *args) -> list:
@@ -78,13 +92,18 @@ class LearnerGroup:
         return self._wait([getattr(rank, method).remote(*args) for rank in self.ranks], method)
 
     @staticmethod
-    def _wait(calls: list, method: str) -> list:
+    def _wait(calls: list, method: str, check: Callable[[], None] | None = None) -> list:
         """The results of one call per rank (`calls[i]` on rank i). A dead rank raises
         `LearnerRankDied` at once: the others would wait for it in a collective forever,
-        or fail with gloo's or NCCL's view of it ("connection closed by peer")."""
+        or fail with gloo's or NCCL's view of it ("connection closed by peer").
+        `check()`, if given, is called every second meanwhile (it raises to give up)."""
         pending = list(calls)
         while pending:
-            [done], pending = ray.wait(pending, num_returns=1)
+            done, pending = ray.wait(pending, num_returns=1, timeout=1.0 if check else None)
+            if not done:
+                check()
+                continue
+            [done] = done
             try:
                 ray.get(done)
             except Exception as exc:
@@ -108,30 +127,51 @@ class LearnerGroup:
                 raise
         return ray.get(calls)
 
-    def train(self, rollouts: list[Rollout], iteration: int) -> dict:
-        """One iteration of updates on `rollouts`; the iteration's metrics."""
-        reference = ray.put(rollouts)
-        return self._all("train", reference, iteration)[0]
+    def train(self, rollouts: list[Rollout], iteration: int, chunk_size: int | None = None) -> dict:
+        """One iteration of updates on `rollouts`, put into the object store here and
+        prepared `chunk_size` at a time (default: all at once); the iteration's metrics."""
+        stored = store_rollouts(rollouts, iteration, chunk_size or len(rollouts))
+        return self.train_from(stored, iteration, len(rollouts))
+
+    def train_from(
+        self, source, iteration: int, count: int, check: Callable[[], None] | None = None
+    ) -> dict:
+        """One iteration of updates on the `count` stored rollouts of `iteration`
+        (`engines.rollout.StoredRollout`): `source` is their list, or the replay queue
+        actor that hands them out as they are played (`LearnerRank.train`). `check()`
+        is called every second while the ranks work (it raises to give up: the rollouts'
+        producer failed). The iteration's metrics."""
+        calls = [rank.train.remote(source, iteration, count) for rank in self.ranks]
+        return self._wait(calls, "train", check)[0]
 
     def sync_weights(self, pool, version: int, transport: str | None = None) -> dict:
         """Send the policy's weights to every engine of `pool` (an `InferencePool`), tagged
         `version`, by `transport` (default: the configured one). Returns the seconds it
-        took (`sync_s`), of which the engines spent `engine_load_s` loading them."""
+        took (`sync_s`), of which the engines spent `engine_load_s` loading them.
+
+        Either way a copy of the weights stays in the object store, owned by rank 0, for
+        engines that restart before the next sync (`InferencePool.keep_weights`). Under
+        `distributed`, if an engine restarted since the weight group was formed, every
+        member leaves it and joins a new one first."""
         started = time.perf_counter()
         if (transport or self.config.transport) == "object_store":
             [reference] = self._all("weights_to_object_store")[0]
             load_s = pool.update_weights(reference, version)
         else:
-            if not self._weight_group_open:
+            if self._weight_group is None or not pool.in_weight_group(self._weight_group):
                 self._open_weight_group(pool)
             receiving = pool.receive_weights(self._buckets, version)
             sending = [rank.broadcast_weights.remote() for rank in self.ranks]
             load_s = max(ray.get(receiving))
-            self._wait(sending, "broadcast_weights")
+            [copy] = self._wait(sending, "broadcast_weights")[0]
+            pool.keep_weights(copy, version)
         return {"sync_s": time.perf_counter() - started, "engine_load_s": load_s}
 
     def _open_weight_group(self, pool) -> None:
-        self._buckets = self._all("weight_layout")[0]
+        """Form the weight group, rank 0 and `pool`'s engines, on a fresh port; members of
+        the one before leave it."""
+        if self._buckets is None:
+            self._buckets = self._all("weight_layout")[0]
         world_size = 1 + pool.weight_group_size()
         [(host, port)] = self._wait([self.ranks[0].host_weight_group.remote(world_size)], "setup")
         joining = pool.open_weight_group(host, port, 1, world_size)
@@ -140,7 +180,7 @@ class LearnerGroup:
             "open_weight_group",
         )
         ray.get(joining)
-        self._weight_group_open = True
+        self._weight_group = (host, port)
 
     def save_checkpoint(self, root: str, iteration: int, state: dict, keep: int = 2) -> Path:
         """Checkpoint everything after `iteration`, with the loop's `state` (data position

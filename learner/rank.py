@@ -2,19 +2,23 @@
 model, and the frozen reference model, training on the iteration's rollouts.
 
 `LearnerRank` is a plain class; `learner.group` runs K of them as Ray actors. Every rank
-receives all of the iteration's rollouts and computes the same plan (which sequences each
-rank runs in which micro-batch), then works on its own share: no data moves between
-ranks but the gradients DeepSpeed reduces.
+reads the summaries of all of the iteration's rollouts (a few numbers each) and computes
+the same plan from them (which rank trains which rollout, in which micro-batch), then
+fetches and works on its own share only: no data moves between ranks but the gradients
+DeepSpeed reduces.
 
 One iteration:
-1. Shuffle the rollouts (seeded by iteration) into `updates_per_iteration` equal parts.
-2. Preparation, without gradients, for this rank's sequences of all parts: reference
-   log-probs and old values; turn rewards with the KL penalty (against the behaviour
-   log-probs the engine sampled with), returns and advantages (`learner.algo`).
-3. Per part, one optimizer step: micro-batches (rollouts packed into rows under a token
-   budget, `learner.packing`), each loss scaled so that the sum over micro-batches and
-   ranks is the mean over the part's tokens (policy) and value points (value), as one
-   big batch would give.
+1. Shuffle the iteration's episodes (seeded by iteration) into `updates_per_iteration`
+   equal parts; known before any rollout is played.
+2. As each chunk of rollouts arrives (the chunks an inference actor plays together),
+   deal its rollouts with a reply to the ranks by length, and prepare them, without
+   gradients: reference log-probs and old values; turn rewards with the KL penalty
+   (against the behaviour log-probs the engine sampled with), returns and advantages
+   (`learner.algo`). What a chunk gives depends on the chunk alone, not on when it came.
+3. Once all are in, per part, one optimizer step: each rank's rollouts of the part in
+   micro-batches (packed into rows under a token budget, `learner.packing`), each loss
+   scaled so that the sum over micro-batches and ranks is the mean over the part's
+   tokens (policy) and value points (value), as one big batch would give.
 """
 
 from __future__ import annotations
@@ -32,7 +36,7 @@ from torch import Tensor
 
 from engines import weight_broadcast
 from engines.generation import ModelConfig
-from engines.rollout import Rollout
+from engines.rollout import Rollout, RolloutSummary, StoredRollout
 
 from . import algo
 from .batch import TrainingBatch, collate, token_logprobs, value_points
@@ -140,6 +144,11 @@ def parameter_groups(module, weight_decay: float) -> list[dict]:
     ]
 
 
+class NoReplyToTrain(ValueError):
+    """An update's share of the iteration's rollouts has none with a reply: their prompts
+    left no room for one."""
+
+
 @dataclass
 class Prepared:
     """What preparation computed for one rollout, at its value points: its turns (the
@@ -165,6 +174,8 @@ class LearnerRank:
         self.weight_group = None
         self.weight_buckets = None
         self._rendezvous = None
+        self.first_step_at: float | None = None
+        self._new_iteration()
 
     def _host(self) -> str:
         """Where this rank's rendezvous ports listen: `config.bind_host`, or this node's
@@ -273,37 +284,79 @@ class LearnerRank:
 
     # --- training -------------------------------------------------------------------
 
-    def train(self, rollouts: list[Rollout], iteration: int) -> dict:
-        """One iteration on `rollouts` (the same list on every rank). Returns the
+    def train(self, source, iteration: int, count: int) -> dict:
+        """One iteration on the `count` stored rollouts (`engines.rollout.StoredRollout`)
+        of `iteration`: `source` is their list, or the replay queue actor that hands them
+        out as they are played. Each chunk's rollouts are prepared as soon as all of them
+        are in, while the rest are still being played; the updates start once all
+        `count` are. The rank fetches only the rollouts it trains on. Returns the
         iteration's metrics (all ranks agree): per update and over the iteration."""
         config, world = self.config, self.world_size
-        self.lengths = [len(rollout.token_ids) for rollout in rollouts]
-        parts = update_parts(len(rollouts), config.updates_per_iteration, config.seed, iteration)
+        parts = update_parts(count, config.updates_per_iteration, config.seed, iteration)
         if min(len(part) for part in parts) < world:
             raise ValueError(
-                f"{len(rollouts)} rollouts in {config.updates_per_iteration} updates leave "
-                f"fewer sequences per update than the {world} learner ranks"
+                f"{count} rollouts in {config.updates_per_iteration} updates leave fewer "
+                f"sequences per update than the {world} learner ranks"
             )
-        shares = [split_across_ranks(self.lengths, part, world) for part in parts]
-        plans = [
-            plan_micro_batches(self.lengths, share, config.micro_batch_tokens) for share in shares
-        ]
+        self._new_iteration()
         started = time.perf_counter()
-        # Preparation covers each rank's sequences of every update at once.
-        mine_everywhere = [sorted(i for share in shares for i in share[r]) for r in range(world)]
-        prepared, totals = self._prepare(
-            rollouts,
-            plan_micro_batches(self.lengths, mine_everywhere, config.micro_batch_tokens),
-        )
-        prepare_s = time.perf_counter() - started
+        prepared: dict[int, Prepared] = {}
+        sums_by_chunk: dict[int, dict[str, float]] = {}
+        waiting: dict[int, list[StoredRollout]] = {}
+        wait_s = prepare_s = 0.0
+        clock = started
+        for arrived in self._arrivals(source, iteration, count):
+            last_arrival = time.perf_counter()
+            wait_s += last_arrival - clock
+            prepared_early = len(sums_by_chunk)
+            for stored in arrived:
+                summary = stored.summary
+                if summary.iteration != iteration or summary.episode in self.summaries:
+                    raise RuntimeError(
+                        f"iteration {iteration} got episode {summary.episode} of iteration "
+                        f"{summary.iteration}{' twice' if summary.iteration == iteration else ''}"
+                    )
+                self.summaries[summary.episode] = summary
+                self.references[summary.episode] = stored.reference
+                chunk = waiting.setdefault(summary.group, [])
+                chunk.append(summary.episode)
+                if len(chunk) == summary.group_size:
+                    episodes = sorted(waiting.pop(summary.group))
+                    sums_by_chunk[summary.group] = self._prepare(episodes, prepared)
+            clock = time.perf_counter()
+            prepare_s += clock - last_arrival
+        if waiting or len(self.summaries) != count:
+            raise RuntimeError(
+                f"iteration {iteration}: {len(self.summaries)} rollouts of {count} came, "
+                f"chunks {sorted(waiting)} incomplete"
+            )
+        totals = dict.fromkeys(PREPARE_SUMS, 0.0)
+        for chunk in sorted(sums_by_chunk):
+            for name, value in sums_by_chunk[chunk].items():
+                totals[name] += value
+        totals = self._all_sum_named(totals)
+        trainable = {e for e, summary in self.summaries.items() if summary.turns}
+        parts = [[e for e in part if e in trainable] for part in parts]
+        if not all(parts):
+            raise NoReplyToTrain(f"iteration {iteration}: an update has no rollout with a reply")
+        plans = [
+            plan_micro_batches(
+                self.lengths,
+                [[e for e in part if self.trainer_of[e] == r] for r in range(world)],
+                config.micro_batch_tokens,
+            )
+            for part in parts
+        ]
+        self._hold_a_stand_in()
+        self.first_step_at = None
         updates = [
-            self._update(rollouts, part, plan[self.rank], prepared)
+            self._update(part, plan[self.rank], prepared)
             for part, plan in zip(parts, plans, strict=True)
         ]
         elapsed = time.perf_counter() - started
-        return {
+        metrics = {
             "updates": updates,
-            "reward_mean": totals["reward"] / len(rollouts),
+            "reward_mean": totals["reward"] / count,
             "kl_ref": totals["kl_ref"] / max(totals["trained_tokens"], 1),
             "kl_ref_stderr": algo.ratio_standard_error(
                 totals["kl_ref"],
@@ -317,17 +370,63 @@ class LearnerRank:
                 self.lengths, [[b for plan in plans for b in plan[r]] for r in range(world)]
             ),
             "tokens": int(totals["tokens"]),
+            "fetched": len(self.rollouts),
+            "chunks_prepared_before_last": prepared_early,
+            "time_wait_rollouts_s": wait_s,
             "time_prepare_s": prepare_s,
+            "time_last_rollout_to_step_s": self.first_step_at - last_arrival,
             "time_train_s": elapsed,
         }
+        self._new_iteration()  # the rollouts can go from the object store
+        return metrics
 
-    def _batch(
-        self, rollouts: list[Rollout], micro_batch: MicroBatch
-    ) -> tuple[list, TrainingBatch]:
-        """The micro-batch's rollout indices in batch order, and its packed batch."""
+    def _new_iteration(self) -> None:
+        """Forget the last iteration's rollouts: what is known of them, by episode."""
+        self.summaries: dict[int, RolloutSummary] = {}
+        self.references: dict[int, object] = {}
+        self.lengths: dict[int, int] = {}
+        self.rollouts: dict[int, Rollout] = {}
+        """The rollouts fetched: those this rank trains on (and a stand-in)."""
+        self.trainer_of: dict[int, int] = {}
+        """The rank that prepares and trains each rollout with a reply."""
+
+    @staticmethod
+    def _arrivals(source, iteration: int, count: int):
+        """The stored rollouts of `iteration`, list after list, as they come."""
+        import ray
+
+        if isinstance(source, list):
+            yield source
+            return
+        start = 0
+        while start < count:
+            arrived = ray.get(source.read.remote(iteration, start, count, iteration - 1))
+            start += len(arrived)
+            yield arrived
+
+    def _fetch(self, episodes: list[int]) -> None:
+        """Fetch the rollouts of `episodes` from the object store."""
+        import ray
+
+        wanted = [e for e in episodes if e not in self.rollouts]
+        for episode, rollout in zip(
+            wanted, ray.get([self.references[e] for e in wanted]), strict=True
+        ):
+            self.rollouts[episode] = rollout
+
+    def _hold_a_stand_in(self) -> None:
+        """Make sure this rank holds a rollout that an empty micro-batch can run."""
+        if not self.rollouts:
+            self._fetch([min(self.trainer_of)])
+
+    def _batch(self, micro_batch: MicroBatch) -> tuple[list, TrainingBatch]:
+        """The micro-batch's episodes in batch order, and its packed batch."""
         order, places = placement(self.lengths, micro_batch)
         batch = collate(
-            [rollouts[index] for index in order], PAD_ID, places, self.config.value_level
+            [self.rollouts[episode] for episode in order],
+            PAD_ID,
+            places,
+            self.config.value_level,
         )
         return order, batch.to(self.device)
 
@@ -341,16 +440,29 @@ class LearnerRank:
         engine: under ZeRO-3 its forward is what gathers the parameters)."""
         return self.value(**batch.model_inputs())[batch.value_rows, batch.value_positions].float()
 
-    def _prepare(self, rollouts: list[Rollout], plan) -> tuple[dict[int, Prepared], dict]:
-        """Old values, returns and advantages of this rank's rollouts; sums over the whole
-        group of the rewards, KL to the reference and tokens."""
+    def _prepare(self, chunk: list[int], prepared: dict[int, Prepared]) -> dict[str, float]:
+        """Deal the chunk's rollouts with a reply to the ranks (by length, the same on
+        every rank), fetch this rank's, and prepare them: old values, returns and
+        advantages into `prepared`; this rank's sums of the rewards, KL to the reference
+        and tokens. Under ZeRO-3 every rank runs as many forward passes (collectives)."""
         config = self.config
-        prepared: dict[int, Prepared] = {}
         sums = dict.fromkeys(PREPARE_SUMS, 0.0)
-        stand_in = plan_first(plan)
+        for episode in chunk:
+            self.lengths[episode] = self.summaries[episode].tokens
+        trainable = [e for e in chunk if self.summaries[e].turns]
+        shares = split_across_ranks(self.lengths, trainable, self.world_size)
+        for rank, share in enumerate(shares):
+            self.trainer_of.update(dict.fromkeys(share, rank))
+        self._fetch(shares[self.rank])
+        plan = plan_micro_batches(self.lengths, shares, config.micro_batch_tokens)[self.rank]
+        if config.zero_stage < 3:
+            plan = [micro_batch for micro_batch in plan if micro_batch]
+        elif not all(plan):
+            self._hold_a_stand_in()
+        stand_in = [[next(iter(self.rollouts))]] if self.rollouts else []
         with torch.no_grad():
-            for micro_batch in plan[self.rank]:
-                order, batch = self._batch(rollouts, micro_batch or stand_in)
+            for micro_batch in plan:
+                order, batch = self._batch(micro_batch or stand_in)
                 reference, _ = self._forward_logprobs(self.reference, batch)
                 values = self._values(batch)
                 if not micro_batch:
@@ -382,38 +494,37 @@ class LearnerRank:
                     ("tokens", batch.real_tokens),
                 ):
                     sums[name] += float(value)
-                for episode, index in enumerate(order):
-                    mine = episode_of_point == episode
-                    prepared[index] = Prepared(
+                for position, episode in enumerate(order):
+                    mine = episode_of_point == position
+                    prepared[episode] = Prepared(
                         values[mine].cpu(), point_returns[mine].cpu(), advantages[mine].cpu()
                     )
-        return prepared, self._all_sum_named(sums)
+        return sums
 
     def _update(
         self,
-        rollouts: list[Rollout],
         part: list[int],
         micro_batches: list[MicroBatch],
         prepared: dict[int, Prepared],
     ) -> dict:
-        """One optimizer step of policy and value on `part`, this rank running
-        `micro_batches`. Returns the step's metrics, reduced over the group."""
+        """One optimizer step of policy and value on `part` (episodes with a reply), this
+        rank running `micro_batches`. Returns the step's metrics, reduced over the group."""
         config, world = self.config, self.world_size
         started = time.perf_counter()
         lr = self.policy.get_lr()[0]
-        part_tokens = sum(sum(rollouts[index].trained_mask) for index in part)
-        part_points = sum(value_points(rollouts[index], config.value_level) for index in part)
+        part_tokens = sum(self.summaries[e].trained_tokens for e in part)
+        part_points = sum(value_points(self.summaries[e], config.value_level) for e in part)
         # Sums over this rank's tokens (or turns); divided by the group's totals below.
         sums = dict.fromkeys(UPDATE_SUMS, 0.0)
         log_ratio_max = 0.0
-        stand_in = [[next(i for batch in micro_batches for row in batch for i in row)]]
+        stand_in = [[next(iter(self.rollouts))]]
         self.policy.train()
         self.value.train()
         for micro_batch in micro_batches:
-            order, batch = self._batch(rollouts, micro_batch or stand_in)
+            order, batch = self._batch(micro_batch or stand_in)
             counts = 1.0 if micro_batch else 0.0  # an empty one only keeps step with the group
             old_values, returns, advantages = (
-                torch.cat([getattr(prepared[i], name) for i in order]).to(self.device)
+                torch.cat([self._prepared(prepared, e, name) for e in order]).to(self.device)
                 for name in ("old_values", "returns", "advantages")
             )
             logprobs, logits = self._forward_logprobs(self.policy, batch)
@@ -447,6 +558,8 @@ class LearnerRank:
                     log_ratio_max = max(log_ratio_max, float(gap))
         self.policy.step()
         self.value.step()
+        if self.first_step_at is None:
+            self.first_step_at = time.perf_counter()
         self.updates_done += 1
         grad_norm = self.policy.get_global_grad_norm()
         sums["grad_norm"] = float(grad_norm) if grad_norm is not None else float("nan")
@@ -464,6 +577,13 @@ class LearnerRank:
             "time_s": elapsed,
             "lr": lr,
         }
+
+    def _prepared(self, prepared: dict[int, Prepared], episode: int, name: str) -> Tensor:
+        """Preparation's `name` of `episode`; zeros for a stand-in this rank did not
+        prepare (its losses count for nothing)."""
+        if episode in prepared:
+            return getattr(prepared[episode], name)
+        return torch.zeros(value_points(self.summaries[episode], self.config.value_level))
 
     def _all_sum_named(self, sums: dict[str, float]) -> dict[str, float]:
         """Each named sum, summed over the group (one all-reduce, in float64)."""
@@ -529,28 +649,35 @@ class LearnerRank:
         return self.weight_buckets
 
     def host_weight_group(self, world_size: int) -> tuple[str, int]:
-        """Rank 0: start the weight group's rendezvous; its address."""
+        """Rank 0: start a weight group's rendezvous, on a fresh port; its address."""
         listener = weight_broadcast.listen(self._host())
         host, port = listener.getsockname()[:2]
         self.weight_store = weight_broadcast.rendezvous_store(host, port, world_size, listener)
         return host, port
 
     def open_weight_group(self, host: str, port: int, world_size: int) -> None:
-        """Rank 0 joins the weight group as its rank 0 (others do nothing)."""
+        """Rank 0 joins the weight group as its rank 0, leaving the one it was in (others
+        do nothing)."""
         if self.rank == 0:
+            weight_broadcast.close_group(self.weight_group)
             self.weight_group = weight_broadcast.open_group(
                 host, port, 0, world_size, self.config.device, self.weight_store
             )
 
-    def broadcast_weights(self) -> float:
-        """Send the policy's weights to the weight group; returns seconds spent."""
-        started = time.perf_counter()
+    def broadcast_weights(self) -> list | None:
+        """Send the policy's weights to the weight group, then put a copy into the object
+        store, for engines that restart before the next sync to catch up from (the put
+        overlaps the engines' loading). Rank 0: [the copy's reference], owned by this
+        rank, which lives for the run; others: None. Every rank must call it."""
+        import ray
+
+        from engines.weights import serialize_weights
+
         with self._full_state(self.policy) as state:
-            if state is not None:
-                weight_broadcast.send(
-                    self.weight_group, state, self.weight_buckets, str(self.device)
-                )
-        return time.perf_counter() - started
+            if state is None:
+                return None
+            weight_broadcast.send(self.weight_group, state, self.weight_buckets, str(self.device))
+            return [ray.put(serialize_weights(state))]
 
     def export_policy(self, directory: str) -> None:
         """Rank 0 writes the policy in Hugging Face format (with the tokenizer) to
@@ -608,9 +735,3 @@ class LearnerRank:
             with self._full_state(engine, on_every_rank=True) as state:
                 copies[name] = self._copy(state)
         return copies
-
-
-def plan_first(plan: list[list[MicroBatch]]) -> MicroBatch:
-    """One sequence of the plan as a micro-batch: what an empty micro-batch runs (its
-    result unused)."""
-    return [[next(i for batches in plan for batch in batches for row in batch for i in row)]]

@@ -2,6 +2,7 @@
 single-process run of the same objective; checkpoints resume bit for bit."""
 
 import copy
+import time
 
 import pytest
 import torch
@@ -241,6 +242,85 @@ def test_both_transports_give_vllm_the_learners_weights(local_ray, quick_tiny_mo
             group.sync_weights(pool, version, transport)
             assert ray.get(engine.weight_version.remote()) == version
             assert torch.allclose(engine_logprobs(), learner, rtol=0, atol=1e-4), transport
+    finally:
+        if pool is not None:
+            pool.shutdown()
+        group.shutdown()
+
+
+def _restarted(actor) -> None:
+    """Kill `actor` and let Ray restart it; returns once the new one answers: from the
+    model's files (version 0), in no weight group."""
+    from actors.pool import ask_every
+
+    ray.kill(actor, no_restart=False)
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline:
+        try:
+            [version] = ask_every([actor], lambda a: a.weight_version.remote(), 120)
+        except ray.exceptions.RayActorError:  # the call reached the dying one
+            continue
+        if version == 0:  # not the one killed, which had weights
+            assert ray.get(actor.weight_group.remote()) is None
+            return
+    raise AssertionError("Ray did not restart the killed inference actor within 120 s")
+
+
+def test_an_engine_restarted_between_syncs_catches_up_and_rejoins_the_broadcast(
+    local_ray, quick_tiny_model
+):
+    from actors.dialog import DialogConfig
+    from actors.inference import InferencePool
+    from actors.seeds import EpisodeSeeds
+    from engines.generation import EngineConfig, SamplingConfig
+    from problems.toy import generate_toy
+    from sandbox import SandboxConfig
+
+    group = LearnerGroup(
+        _config(lr=1e-3, warmup_steps=0, transport="distributed"),
+        ModelConfig(str(quick_tiny_model)),
+    )
+    pool = None
+    try:
+        pool = InferencePool(
+            ModelConfig(str(quick_tiny_model)),
+            EngineConfig(backend="hf"),
+            DialogConfig(sampling=SamplingConfig(max_new_tokens=4)),
+            SandboxConfig(workers=1),
+            num_actors=2,
+            chunk_size=1,
+            actor_options=lambda index: {"num_cpus": 1},
+        )
+        sequence = synthetic_rollouts(1, seed=99, vocab_size=VOCAB)[0].token_ids
+
+        def follow_the_learner(actors: list, version: int) -> None:
+            """The engines serve `version`, and their log-probs are the learner's."""
+            learner = _logprobs(group.parameters()[0]["policy"], quick_tiny_model, sequence)
+            for actor in actors:
+                engine = torch.tensor(ray.get(actor.sequence_logprobs.remote(sequence)))
+                assert ray.get(actor.weight_version.remote()) == version
+                assert torch.allclose(engine, learner, rtol=0, atol=1e-5), version
+
+        def train_and_sync(version: int, transport: str) -> set:
+            """The weight groups the engines are in after the sync."""
+            group.train(synthetic_rollouts(8, seed=version, vocab_size=VOCAB), version - 1)
+            group.sync_weights(pool, version, transport)
+            follow_the_learner(pool.actors, version)
+            return set(ray.get([actor.weight_group.remote() for actor in pool.actors]))
+
+        [first] = train_and_sync(1, "distributed")
+        restarted = pool.actors[1]
+        _restarted(restarted)
+        rollouts = pool.play(generate_toy("valid", 4), EpisodeSeeds(0, "train", 1))
+        assert {r.weight_version for r in rollouts} == {1}
+        # Two chunks each: the restarted engine caught up from the object store to play.
+        follow_the_learner([restarted], 1)
+        # The group lost a member: every engine is in a new one, the restarted one too.
+        [second] = train_and_sync(2, "distributed")
+        assert second != first
+        # The object store's path as before; the broadcast's group is still whole after it.
+        assert train_and_sync(3, "object_store") == {second}
+        assert train_and_sync(4, "distributed") == {second}
     finally:
         if pool is not None:
             pool.shutdown()

@@ -1,4 +1,5 @@
-"""The replay queue: exact counts, back-pressure, staleness, references not copies."""
+"""The replay queue: exact counts, back-pressure, staleness, reading as items come,
+references not copies."""
 
 import asyncio
 
@@ -86,6 +87,34 @@ def test_a_new_learner_version_frees_room_held_by_stale_items():
 
     blocked, items, stats = run(scenario())
     assert blocked and items == ["new"] and stats.dropped_stale == 2
+
+
+def test_every_reader_reads_an_iterations_items_in_the_same_order_as_they_come():
+    async def scenario():
+        queue = ReplayQueue(capacity=8, max_staleness=0)
+        first_reader = asyncio.create_task(queue.read(1, 0, 3, learner_version=0))
+        for _ in range(5):
+            await asyncio.sleep(0)
+        waited = not first_reader.done()
+        await queue.put(0, ["a"])
+        first = await asyncio.wait_for(first_reader, timeout=5)
+        await queue.put(0, ["b", "c", "next-iteration"])
+        rest = await queue.read(1, len(first), 3, learner_version=0)
+        late_reader = await queue.read(1, 0, 3, learner_version=0)
+        left = queue.stats().size
+        await queue.set_learner_version(1)
+        return waited, first, rest, late_reader, left, queue._read
+
+    waited, first, rest, late_reader, left, kept = run(scenario())
+    assert waited and first == ["a"] and rest == ["b", "c"]
+    assert late_reader == ["a", "b", "c"]  # a rank that reads later sees the same items
+    assert left == 1  # the next iteration's item stays queued
+    assert kept == {}  # what was read for iteration 1 is forgotten once the learner is past it
+
+
+def test_reading_from_outside_the_count_is_refused():
+    with pytest.raises(ValueError, match="from 3 of 3"):
+        run(ReplayQueue(capacity=2, max_staleness=0).read(1, 3, 3, 0))
 
 
 def test_asking_for_more_than_the_capacity_is_refused():

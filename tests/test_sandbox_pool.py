@@ -93,7 +93,7 @@ def test_tasks_refused_while_their_actor_restarts_are_not_lost_attempts(local_ra
     stats = PoolStats()
     killed = []
 
-    def kill_once(_task):
+    def kill_once(_task, _result):
         if not killed:
             killed.append(True)
             ray.kill(actor, no_restart=False)

@@ -38,8 +38,9 @@ SYNC_RUN = (
     "eval.problems=6",
     "run.checkpoint_every=1",
 )
-TIMING = ("time_", "_per_s", "sandbox_share")
-"""Metrics that measure time: the only ones a repeated sync run may change."""
+TIMING = ("time_", "_per_s", "sandbox_share", "_rss_")
+"""Metrics that measure time (or the driver's memory): the only ones a repeated sync run
+may change."""
 
 
 @pytest.fixture(scope="module")
@@ -222,21 +223,16 @@ def test_resume_without_a_checkpoint_says_so(quick_tiny_model, tmp_path):
     assert "no complete checkpoint" in done.stderr and "Traceback" not in done.stderr
 
 
-def test_rollouts_without_a_reply_are_left_out_of_training():
+def test_the_metrics_count_rollouts_without_a_reply():
     from fixtures import synthetic_rollouts
 
-    from engines.rollout import Rollout
-    from launch.config import RunStopped
-    from launch.train import iteration_metrics, trainable_rollouts
-    from learner.config import LearnerConfig
+    from engines.rollout import Rollout, summarize
+    from launch.train import iteration_metrics
 
     played = synthetic_rollouts(6, seed=0, vocab_size=64)
     filled = Rollout("too_long", [5] * 40, [0] * 40, [0.0] * 40, overflow=True)
     rollouts = [*played[:3], filled, *played[3:]]
-    learner = LearnerConfig(num_ranks=2, updates_per_iteration=3)
-    assert trainable_rollouts(rollouts, learner, 1) == played
-    with pytest.raises(RunStopped, match="only 6 of 7 rollouts have a reply"):
-        trainable_rollouts(rollouts, LearnerConfig(num_ranks=2, updates_per_iteration=4), 1)
+    summaries = [summarize(r, 1, e, 0, len(rollouts)) for e, r in enumerate(rollouts)]
     update = dict.fromkeys(
         (
             "policy_loss",
@@ -252,10 +248,23 @@ def test_rollouts_without_a_reply_are_left_out_of_training():
         0.0,
     )
     train = {"updates": [update], "reward_mean": 0.0, "kl_ref": 0.0, "kl_ref_stderr": 0.0}
-    train |= {"padding_fraction": 0.0, "time_prepare_s": 0.0}
-    metrics = iteration_metrics(1, rollouts, train, max_turns=3)
+    train |= dict.fromkeys(
+        (
+            "padding_fraction",
+            "time_prepare_s",
+            "time_wait_rollouts_s",
+            "time_last_rollout_to_step_s",
+        ),
+        0.0,
+    )
+    metrics = iteration_metrics(1, summaries, train, max_turns=3)
     assert metrics["rollouts"] == 7 and metrics["rollouts_without_reply"] == 1
     assert metrics["overflow_rate"] == pytest.approx(1 / 7)
+    assert metrics["tokens_generated"] == sum(sum(r.trained_mask) for r in played)
+    turns = [turn for r in played for turn in r.turns]
+    assert metrics["valid_code_rate"] == pytest.approx(
+        sum(t.code is not None for t in turns) / len(turns)
+    )
 
 
 QWEN2_RUN = (
