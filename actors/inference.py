@@ -15,11 +15,13 @@ transport the learner forms the weight group anew before its next broadcast
 from __future__ import annotations
 
 import dataclasses
+import logging
 import os
 import time
 from collections.abc import Callable, Sequence
 
 import ray
+from ray.exceptions import ActorUnavailableError, RayActorError
 
 from engines.backend import make_engine
 from engines.generation import EngineConfig, ModelConfig
@@ -31,9 +33,11 @@ from sandbox import Sandbox, SandboxConfig
 
 from .dialog import DialogConfig, play_episodes
 from .metrics import InferenceMetrics, count_restart
-from .pool import PoolStats, ask_every, run_on_actors
+from .pool import HangWatch, PoolStats, ask_every, run_on_actors
 from .sandbox_pool import SandboxPool
 from .seeds import EpisodeSeeds
+
+logger = logging.getLogger("actors")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -201,13 +205,16 @@ class InferencePool:
         actor_options: Callable[[int], dict] | None = None,
         sandbox_actors: list[str] | None = None,
         in_process: bool = False,
+        hang: HangWatch | None = None,
     ) -> None:
         """`actor_options(index)` gives each actor's Ray options (resources, name, env);
         the actors judge programs on the sandbox actors named `sandbox_actors` if given,
-        else each on its own fork servers."""
+        else each on its own fork servers. With `hang`, an actor whose chunk runs past
+        its deadline is killed, restarted, and the chunk played again."""
         self.engine = engine
         self.chunk_size = chunk_size
         self.max_attempts = max_attempts
+        self.hang = hang
         self.stats = PoolStats()
         self._weights: tuple[list, int] | None = None
         self.worker = None
@@ -304,18 +311,30 @@ class InferencePool:
             stats=self.stats,
             abandon=abandon,
             on_done=None if on_done is None else lambda _, result: on_done(result),
+            hang=self.hang,
         )
 
     def update_weights(self, weights, version: int) -> float:
         """Send new weights to every actor: `weights` is the serialized payload
         (`engines.weights.serialize_weights`) or a Ray object reference to it (one object in
-        the store, read by all). Returns the longest time an engine took to load them."""
+        the store, read by all). Returns the longest time an engine took to load them.
+
+        An engine that died or is restarting (its node lost, say) is not waited for: it
+        loads them from the copy the next chunk it plays carries (`keep_weights`)."""
         if self.worker is not None:
             return self.worker.update_weights(weights, version)
         reference = weights if isinstance(weights, ray.ObjectRef) else ray.put(weights)
-        load_s = ray.get([actor.update_weights.remote(reference, version) for actor in self.actors])
+        calls = [actor.update_weights.remote(reference, version) for actor in self.actors]
         self.keep_weights(reference, version)
-        return max(load_s)
+        load_s = []
+        for index, call in enumerate(calls):
+            try:
+                load_s.append(ray.get(call))
+            except (RayActorError, ActorUnavailableError):
+                logger.warning(
+                    "engine %d missed weights %d: it catches up on its next chunk", index, version
+                )
+        return max(load_s, default=0.0)
 
     def keep_weights(self, reference: ray.ObjectRef, version: int) -> None:
         """What every chunk from now on carries for a restarted engine to catch up from:

@@ -34,6 +34,32 @@ class PoolStats:
     """Task attempts lost because their actor died (each such task was re-submitted)."""
     abandoned_jobs: int = 0
     """Tasks given up on because they lost `max_attempts` actors (jobs: `runtime_error`)."""
+    hung_actors: int = 0
+    """Actors killed for running a task past its deadline (`HangWatch`), to be restarted."""
+
+
+@dataclass
+class HangWatch:
+    """When a task has been in flight so long that its actor is taken for hung (a stopped
+    process, a deadlocked engine: Ray sees it alive) and killed, to be restarted and the
+    task replayed: `factor` times the longest a task took to finish so far, at least
+    `min_s`; `first_s` before any has finished (engines compile and warm up on their
+    first task)."""
+
+    factor: float
+    min_s: float
+    first_s: float
+    longest_s: float = 0.0
+    """The longest a task took so far, submitted to finished (queueing in the actor
+    included, as in the deadline)."""
+
+    def deadline_s(self) -> float:
+        if not self.longest_s:
+            return max(self.first_s, self.min_s)
+        return max(self.min_s, self.factor * self.longest_s)
+
+    def finished(self, seconds: float) -> None:
+        self.longest_s = max(self.longest_s, seconds)
 
 
 def run_on_actors(
@@ -46,6 +72,7 @@ def run_on_actors(
     stats: PoolStats,
     abandon: Callable[[int, int], R],
     on_done: Callable[[int, R], None] | None = None,
+    hang: HangWatch | None = None,
 ) -> list[R]:
     """Each task's result, in order, from actors that Ray restarts when they die.
 
@@ -58,11 +85,15 @@ def run_on_actors(
     answers: Ray refuses calls while it restarts the actor (an engine loads for tens of
     seconds), and a refused probe, sent again after a backoff, costs no task an attempt.
     An actor dead for good answers its probe with that: its tasks then fail and count.
+
+    With `hang`, an actor with a task in flight past `hang.deadline_s()` is killed (Ray
+    restarts it), which fails its tasks: they are submitted again as above.
     """
     results: list[R | None] = [None] * len(tasks)
     attempts = [0] * len(tasks)
     waiting = deque(range(len(tasks)))
     in_flight: dict[ray.ObjectRef, tuple[int, int]] = {}
+    sent_at: dict[ray.ObjectRef, float] = {}
     load = [0] * len(actors)
     down: dict[int, float] = {}
     """Actors that take no task until a probe answers -> when to send the next probe."""
@@ -80,9 +111,16 @@ def run_on_actors(
             index = waiting.popleft()
             load[actor] += 1
             attempts[index] += 1
-            in_flight[submit(actors[actor], tasks[index])] = (index, actor)
+            ref = submit(actors[actor], tasks[index])
+            in_flight[ref] = (index, actor)
+            sent_at[ref] = time.monotonic()
         unsent = [due for actor, due in down.items() if actor not in probes.values()]
-        timeout = max(0.0, min(unsent) - now) if unsent else None
+        wake = list(unsent)
+        if hang is not None and sent_at:
+            hung = _kill_hung(actors, in_flight, sent_at, hang.deadline_s(), down, now)
+            stats.hung_actors += hung
+            wake.append(min(sent_at.values()) + hang.deadline_s())
+        timeout = max(0.0, min(wake) - now) if wake else None
         if not in_flight and not probes:
             time.sleep(timeout or 0.0)
             continue
@@ -104,9 +142,12 @@ def run_on_actors(
             backoff[actor] = 0.0
             continue
         index, actor = in_flight.pop(ref)
+        took_s = time.monotonic() - sent_at.pop(ref)
         load[actor] -= 1
         try:
             result = ray.get(ref)
+            if hang is not None:
+                hang.finished(took_s)
         except (RayActorError, ActorUnavailableError) as exc:
             stats.actor_failures += 1
             down.setdefault(actor, time.monotonic())
@@ -127,6 +168,18 @@ def run_on_actors(
         if on_done is not None:
             on_done(index, result)
     return results
+
+
+def _kill_hung(actors, in_flight, sent_at, deadline_s, down, now) -> int:
+    """Kill (for Ray to restart) each actor with a task in flight longer than
+    `deadline_s`, unless it is down already (killed, restarting); how many."""
+    hung = {actor for ref, (_, actor) in in_flight.items() if now - sent_at[ref] > deadline_s}
+    hung -= set(down)
+    for actor in sorted(hung):
+        logger.warning("actor %d ran a task past its %.0f s deadline: killed", actor, deadline_s)
+        ray.kill(actors[actor], no_restart=False)
+        down[actor] = now + FIRST_BACKOFF_S
+    return len(hung)
 
 
 def ask_every(actors: list, call: Callable[[object], ray.ObjectRef], timeout_s: float) -> list:

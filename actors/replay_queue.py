@@ -110,6 +110,19 @@ class ReplayQueue:
                 del self._read[iteration]
             self._changed.notify_all()
 
+    async def reset(self, learner_version: int) -> int:
+        """Drop every item and what was read, and set the learner's version back to
+        `learner_version` (a learner relaunched from a checkpoint plays its iterations
+        again); how many items were dropped. A producer waiting for room goes on."""
+        async with self._changed:
+            dropped = len(self._items)
+            self._items.clear()
+            self._read.clear()
+            self._learner_version = learner_version
+            self._metrics.depth.set(0)
+            self._changed.notify_all()
+            return dropped
+
     def stats(self) -> QueueStats:
         return QueueStats(len(self._items), self._put, self._taken, self._dropped)
 

@@ -95,16 +95,21 @@ class SandboxPool:
         max_in_flight: int | None = None,
         name_prefix: str | None = None,
         num_cpus_per_actor: float = 1.0,
+        resources: dict[str, float] | None = None,
     ) -> SandboxPool:
-        """Start `num_actors` sandbox actors (named `{name_prefix}-i` if given); returns
-        once they are up."""
+        """Start `num_actors` sandbox actors (named `{name_prefix}-i` if given), each
+        asking for `resources` too (custom ones: a node role); returns once they are up."""
         if num_actors < 1:
             raise ValueError("a sandbox pool needs num_actors >= 1")
         actors = []
         names = [f"{name_prefix}-{i}" for i in range(num_actors)] if name_prefix else None
         for index in range(num_actors):
             # Jobs queue in the actor, where their wait for a fork server is measured.
-            options = {"max_concurrency": 2 * config.workers, "num_cpus": num_cpus_per_actor}
+            options = {
+                "max_concurrency": 2 * config.workers,
+                "num_cpus": num_cpus_per_actor,
+                "resources": resources or {},
+            }
             if names is not None:
                 options["name"] = names[index]
             actors.append(SandboxActor.options(**options).remote(config))

@@ -5,8 +5,10 @@ crashed process or a lost node would, to see that nothing is lost.
 `chaos.first_iteration` on), each at a random moment in the first `chaos.window_s`
 seconds of the iteration, picked at random
 among the live actors whose names start with one of `chaos.targets`. Ray restarts
-inference and sandbox actors and their lost work is redone; a killed learner rank ends
-the run with a message naming it and the checkpoint to resume from.
+inference and sandbox actors and their lost work is redone; a killed learner rank makes
+the run relaunch its learner group from the last complete checkpoint (at most
+`run.max_restarts` times; then the run ends with a message naming the rank and the
+checkpoint to resume from).
 """
 
 from __future__ import annotations
@@ -65,11 +67,16 @@ class ChaosMonkey:
         """(iteration, actor name) of every kill so far."""
         self._random = random.Random(config.seed)
         self._timers: list[threading.Timer] = []
+        self._iterations_started: set[int] = set()
 
     def iteration_started(self, iteration: int) -> None:
-        """Schedule this iteration's kills."""
+        """Schedule this iteration's kills (once: an iteration played again after the
+        learner group was relaunched gets none)."""
         if not self.config.enabled or iteration < self.config.first_iteration:
             return
+        if iteration in self._iterations_started:
+            return
+        self._iterations_started.add(iteration)
         for _ in range(self.config.kills_per_iteration):
             delay = self._random.uniform(0, self.config.window_s)
             pick = self._random.random()

@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from engines.generation import ModelConfig
-from launch.train_config import TrainConfig
+from launch.train_config import ROLES, ClusterConfig, TrainConfig, role_resource
 
 GIB = 2**30
 DTYPE_BYTES = {"float32": 4, "bfloat16": 2, "float16": 2}
@@ -401,6 +401,19 @@ def dialog_lines(budget: DialogBudget, config: TrainConfig) -> list[str]:
     return lines
 
 
+def node_roles(cluster: ClusterConfig) -> str:
+    """Which nodes each kind of actor goes on, as the dry run says it."""
+    if not any(role_resource(cluster, role) for role in ROLES):
+        return "any node with room (no node roles: cluster.*_resource are null)"
+    where = [
+        f"{role} on `{role_resource(cluster, role)}`"
+        if role_resource(cluster, role)
+        else f"{role} anywhere"
+        for role in ROLES
+    ]
+    return f"{', '.join(where)} (custom resources the nodes declare at `ray start --resources`)"
+
+
 def format_plan(plan: Plan) -> str:
     """The plan as the dry run prints it."""
     config, where = plan.config, plan.placement
@@ -434,6 +447,7 @@ def format_plan(plan: Plan) -> str:
         f"({actors.cpus_per_inference:g} per engine) + "
         f"{actors.num_sandbox * actors.cpus_per_sandbox:g} sandbox "
         f"({actors.cpus_per_sandbox:g} per sandbox actor)",
+        f"  nodes      {node_roles(cluster)}",
     ]
     lines += dialog_lines(plan.dialog, config)
     size = plan.size

@@ -26,6 +26,7 @@ import threading
 import time
 from collections import Counter
 from dataclasses import dataclass, replace
+from functools import partial
 from pathlib import Path
 
 import hydra
@@ -46,6 +47,8 @@ from launch.evaluation import (
     repeated_episodes,
     turn_solve_rates,
 )
+from launch.node_bytes import CrossNodeBytes
+from launch.placement import actor_nodes, placement_line, write_placement
 from launch.plan import format_plan, make_plan
 from launch.run_files import (
     RolloutStore,
@@ -57,9 +60,12 @@ from launch.run_files import (
     write_eval_before,
 )
 from launch.train_config import (
+    ROLES,
     TrainConfig,
     cpu_reservations,
     cpus_reserved,
+    role_request,
+    role_resource,
     with_cpus_scaled,
 )
 from problems import Problem
@@ -149,6 +155,10 @@ def check_dialog_length(config: TrainConfig) -> None:
         )
 
 
+class ProducerStopped(Exception):
+    """Raised in the producer's thread to leave the iteration it is playing."""
+
+
 class Producer:
     """Plays each iteration's episodes in a background thread, at most `ahead` iterations
     ahead of the learner (0: sync), and puts each chunk's stored rollouts into the replay
@@ -171,6 +181,12 @@ class Producer:
         self._stop = False
         self._thread: threading.Thread | None = None
 
+    def again(self, stream: ProblemStream) -> Producer:
+        """A new producer like this one, of `stream`, not started."""
+        return Producer(
+            self.pool, self.queue, self.owner, stream, self.count, self.seed, self.ahead
+        )
+
     def start(self, first: int, last: int) -> None:
         self._thread = threading.Thread(target=self._run, args=(first, last), daemon=True)
         self._thread.start()
@@ -184,6 +200,16 @@ class Producer:
         with self._changed:
             self._stop = True
             self._changed.notify_all()
+
+    def stop_and_drain(self) -> None:
+        """Stop after the chunk being played, dropping what the queue holds (so that a
+        `put` waiting for room goes on), and wait until the thread has ended."""
+        import ray
+
+        self.stop()
+        while self._thread is not None and self._thread.is_alive():
+            ray.get(self.queue.reset.remote(self.learner_version))
+            self._thread.join(timeout=1.0)
 
     def check(self) -> None:
         """Raise if playing episodes failed."""
@@ -216,6 +242,8 @@ class Producer:
                 played = self.played[iteration] = []
 
                 def enqueue(chunk: list[StoredRollout], played=played) -> None:
+                    if self._stop:
+                        raise ProducerStopped
                     played.extend(chunk)
                     for version in sorted({stored.summary.weight_version for stored in chunk}):
                         items = [s for s in chunk if s.summary.weight_version == version]
@@ -232,6 +260,8 @@ class Producer:
                 with self._changed:
                     self.timings[iteration] = {"time_generate_s": time.perf_counter() - started}
                     self._changed.notify_all()
+        except ProducerStopped:  # what the engines still play for us is dropped
+            return
         except BaseException as exc:  # reported by the learner loop, which waits on us
             self.error = exc
             with self._changed:
@@ -275,6 +305,7 @@ def iteration_metrics(
         "padding_fraction": train["padding_fraction"],
         "time_wait_rollouts_s": train["time_wait_rollouts_s"],
         "time_prepare_s": train["time_prepare_s"],
+        "time_update_s": train["time_update_s"],
         "time_last_rollout_to_step_s": train["time_last_rollout_to_step_s"],
         "tokens_generated": sum(s.trained_tokens for s in summaries),
         "staleness_max": iteration - 1 - min(s.weight_version for s in summaries),
@@ -313,6 +344,12 @@ def _load(data, tokenizer, dialog: DialogConfig, drop_unfit: bool, say) -> list[
     return problems
 
 
+def training_problems(config: TrainConfig, tokenizer, say=lambda line: None) -> list[Problem]:
+    """What a run of `config` trains on: the train split of `config.data`, less what
+    `_load` drops; `ProblemStream(problems, config.trainer.seed)` deals them out."""
+    return _load(replace(config.data, split="train"), tokenizer, config.dialog, True, say)
+
+
 @dataclass
 class _Loop:
     """What a run's iterations share: the producer of rollouts, the run folder's files,
@@ -324,6 +361,7 @@ class _Loop:
     live: TrainerMetrics
     stop: StopRequest
     evaluations: dict[int, float]
+    node_bytes: CrossNodeBytes
 
 
 class Trainer:
@@ -349,15 +387,16 @@ class Trainer:
 
         data, dialog = config.data, config.dialog
         tokenizer = AutoTokenizer.from_pretrained(config.model.location())
-        train = replace(data, split="train")
-        self.train_problems = _load(train, tokenizer, dialog, True, self.say)
+        self.train_problems = training_problems(config, tokenizer, self.say)
         split = replace(data, split=config.eval.split, limit=config.eval.problems)
         self.valid_problems = _load(split, tokenizer, dialog, False, self.say)
 
     def _start_actors(self) -> None:
         import ray
+        from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
 
         from actors.inference import InferencePool
+        from actors.pool import HangWatch
         from actors.replay_queue import ReplayQueueActor
         from actors.sandbox_pool import SandboxPool
         from learner.group import LearnerGroup
@@ -367,20 +406,30 @@ class Trainer:
             # A Ray job (launch/submit.sh) runs with RAY_ADDRESS set to its cluster: join it
             # as it is, since Ray refuses num_cpus for a cluster that is already running.
             joining = config.cluster.address is not None or "RAY_ADDRESS" in os.environ
+            # A Ray of our own is one node: it takes every role there is.
+            roles = {r: 1 for r in map(partial(role_resource, config.cluster), ROLES) if r}
             ray.init(
                 address=config.cluster.address,
                 num_cpus=None if joining else config.cluster.num_cpus,
+                resources=None if joining else roles,
                 include_dashboard=False,
                 log_to_driver=False,
             )
         self.config = config = self._fit_to_cluster(config)
+        self._say_missing_roles()
         actors, trainer = config.actors, config.trainer
         # Bookkeeping only: they take no CPU from the actors that work. The store owns the
-        # rollouts the inference actors play, and lives for the run.
-        self.store = ray.remote(RolloutStore).options(name=STORE_NAME, num_cpus=0).remote()
-        self.queue = ReplayQueueActor.options(name="replay-queue", num_cpus=0).remote(
-            trainer.queue_capacity, max(trainer.max_staleness, trainer.look_ahead)
+        # rollouts the inference actors play, and lives for the run: both stay on the
+        # driver's node, which the run cannot lose and go on.
+        here = NodeAffinitySchedulingStrategy(ray.get_runtime_context().get_node_id(), soft=False)
+        self.store = (
+            ray.remote(RolloutStore)
+            .options(name=STORE_NAME, num_cpus=0, scheduling_strategy=here)
+            .remote()
         )
+        self.queue = ReplayQueueActor.options(
+            name="replay-queue", num_cpus=0, scheduling_strategy=here
+        ).remote(trainer.queue_capacity, max(trainer.max_staleness, trainer.look_ahead))
         # Held for the run: Ray ends a (named) actor once no handle refers to it.
         self.sandboxes = None
         if actors.num_sandbox:
@@ -389,6 +438,7 @@ class Trainer:
                 actors.num_sandbox,
                 name_prefix="sandbox",
                 num_cpus_per_actor=actors.cpus_per_sandbox,
+                resources=role_request(config.cluster, "sandbox"),
             )
         self.pool = InferencePool(
             config.model,
@@ -401,10 +451,29 @@ class Trainer:
                 "name": f"inference-{index}",
                 "num_cpus": actors.cpus_per_inference,
                 "num_gpus": actors.gpus_per_inference,
+                "resources": role_request(config.cluster, "inference"),
             },
             sandbox_actors=self.sandboxes.names if self.sandboxes else None,
+            hang=HangWatch(actors.hang_factor, actors.hang_min_s, actors.hang_first_s),
         )
-        self.group = LearnerGroup(config.learner, config.model)
+        self.group = LearnerGroup(
+            config.learner, config.model, role_request(config.cluster, "learner")
+        )
+
+    def _say_missing_roles(self) -> None:
+        """A line for each node role that no node of the cluster declares (yet: an
+        autoscaler may add one); its actors wait for one."""
+        import ray
+
+        offered = ray.cluster_resources()
+        for role in ROLES:
+            resource = role_resource(self.config.cluster, role)
+            if resource and resource not in offered:
+                self.say(
+                    f"train: no node of the Ray cluster declares {resource} "
+                    f"(cluster.{role}_resource): the {role} actors wait for one; start "
+                    f"such nodes with `ray start --resources='{{\"{resource}\": 1}}'`"
+                )
 
     def _fit_to_cluster(self, config: TrainConfig) -> TrainConfig:
         """The config, its actors' CPU reservations fitted to the Ray cluster found: on
@@ -439,9 +508,14 @@ class Trainer:
         """Train; the closing summary."""
         from tqdm import tqdm
 
+        from learner.group import LearnerRankDied
+
         config, trainer = self.config, self.config.trainer
         self._start_actors()
         files = RunFiles(self.run_dir)
+        placed = actor_nodes(self._actor_names())
+        write_placement(self.run_dir, placed)
+        self.say(placement_line(placed))
         stream = ProblemStream(self.train_problems, trainer.seed)
         producer = Producer(
             self.pool,
@@ -464,7 +538,6 @@ class Trainer:
         }
         producer.start(first, trainer.iterations)
         progress = tqdm(
-            range(first, trainer.iterations + 1),
             desc="train",
             unit="it",
             initial=first - 1,
@@ -478,10 +551,23 @@ class Trainer:
             TrainerMetrics(),
             StopRequest(),
             evaluations,
+            CrossNodeBytes(),
         )
+        loop.node_bytes.moved()  # from here on
+        iteration, relaunches = first, 0
         try:
-            for iteration in progress:
-                last = self._iteration(iteration, loop)
+            while iteration <= trainer.iterations:
+                try:
+                    last = self._iteration(iteration, loop)
+                except LearnerRankDied as died:
+                    if relaunches == config.run.max_restarts:
+                        raise RunStopped(self._how_to_resume(died)) from died
+                    relaunches += 1
+                    iteration = self._relaunch_learner(died, relaunches, loop, stream)
+                    progress.n = iteration - 1
+                    progress.refresh()
+                    continue
+                progress.update()
                 progress.set_postfix(
                     reward=f"{last['reward_mean']:.2f}", solve=f"{last['solve_rate']:.2f}"
                 )
@@ -492,11 +578,12 @@ class Trainer:
                         "checkpoint written; run.resume=true continues"
                     )
                     break
+                iteration += 1
             self.group.export_policy(self.run_dir / "policy")
         finally:
             loop.chaos.stop()
             loop.stop.restore()
-            producer.stop()
+            loop.producer.stop()
             files.close()
             progress.close()
         report = ""
@@ -511,7 +598,6 @@ class Trainer:
         checkpoint when due, write its files; its metrics."""
         import ray
 
-        from learner.group import LearnerRankDied
         from learner.rank import NoReplyToTrain
 
         config, trainer = self.config, self.config.trainer
@@ -531,8 +617,6 @@ class Trainer:
                 "has none with a reply; the prompts leave no room for a reply in "
                 "dialog.max_model_len: raise it or lower dialog.sampling.max_new_tokens"
             ) from exc
-        except LearnerRankDied as exc:
-            raise RunStopped(self._how_to_resume(exc)) from exc
         data_position = loop.producer.positions.pop(iteration)
         loop.producer.learner_at(iteration)
         ray.get(self.queue.set_learner_version.remote(iteration))
@@ -545,12 +629,16 @@ class Trainer:
             time_sync_s=sync["sync_s"],
             time_engine_load_s=sync["engine_load_s"],
             tasks_redone=self.pool.stats.actor_failures,
+            engines_hung=self.pool.stats.hung_actors,
             chaos_kills=len(loop.chaos.kills),
             **{
                 f"restarts_{kind}": count
                 for kind, count in restarts_by_kind(("inference", "sandbox")).items()
             },
         )
+        moved = loop.node_bytes.moved()
+        if moved is not None:
+            metrics["cross_node_bytes"] = moved
         every = config.eval.every
         if iteration == trainer.iterations or (every and iteration % every == 0):
             metrics["eval_1at3"], turns = self._evaluate(iteration)
@@ -587,8 +675,46 @@ class Trainer:
         self.say(f"train: resumed from {path} (iteration {done})")
         return done + 1
 
+    def _relaunch_learner(
+        self, died: Exception, relaunch: int, loop: _Loop, stream: ProblemStream
+    ) -> int:
+        """Replace the learner group that lost a rank: a new one from the last complete
+        checkpoint (or the start), the engines re-synced, the run folder and the replay
+        queue cut back to it, a new producer from its data position. The iteration to go
+        on at."""
+        import ray
+
+        from learner import checkpoint
+        from learner.group import LearnerGroup
+
+        config = self.config
+        path = checkpoint.latest(self.run_dir / "checkpoints")
+        self.say(
+            f"train: {died}; relaunching the learner group from "
+            f"{path or 'the start (no checkpoint yet)'} "
+            f"(relaunch {relaunch} of run.max_restarts={config.run.max_restarts})"
+        )
+        loop.producer.stop_and_drain()
+        self.group.shutdown()
+        self.group = LearnerGroup(
+            config.learner, config.model, role_request(config.cluster, "learner")
+        )
+        done, stream.position = 0, 0
+        if path is not None:
+            state = self.group.load_checkpoint(path)
+            done, stream.position = state["iteration"], state["data_position"]
+        loop.files.truncate_after(done)
+        for iteration in [i for i in loop.evaluations if i > done]:
+            del loop.evaluations[iteration]
+        ray.get(self.queue.reset.remote(done))
+        self.group.sync_weights(self.pool, done)
+        loop.producer = loop.producer.again(stream)
+        loop.producer.learner_at(done)
+        loop.producer.start(done + 1, config.trainer.iterations)
+        return done + 1
+
     def _actor_names(self) -> list[str]:
-        """Names of the run's actors that chaos may kill."""
+        """Names of the run's working actors (those chaos may kill)."""
         actors, learner = self.config.actors, self.config.learner
         return (
             [f"inference-{i}" for i in range(actors.num_inference)]

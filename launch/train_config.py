@@ -34,6 +34,23 @@ class ActorsConfig:
     fork servers of its own (one machine: no Ray call per program)."""
     cpus_per_sandbox: float = 1
     """CPUs each sandbox actor reserves (its fork servers run the programs)."""
+    hang_factor: float = 5.0
+    """An engine whose chunk has been in flight this many times longer than the longest
+    chunk took so far (in this run) is taken for hung: killed, restarted by Ray, and the
+    chunk played again (`actors.pool.HangWatch`)."""
+    hang_min_s: float = 120.0
+    """The shortest deadline a chunk gets, however quick the chunks before it were."""
+    hang_first_s: float = 1800.0
+    """The deadline before any chunk has finished: it covers the engines' start (a 70B
+    model loading on 8 GPUs)."""
+
+    def __post_init__(self) -> None:
+        """Raise `ConfigError` for a hang deadline that cannot work."""
+        if self.hang_factor <= 1 or self.hang_min_s <= 0 or self.hang_first_s <= 0:
+            raise ConfigError(
+                "actors.hang_factor must be > 1, actors.hang_min_s and actors.hang_first_s "
+                f"> 0; got {self.hang_factor}, {self.hang_min_s}, {self.hang_first_s}"
+            )
 
 
 @dataclass
@@ -87,6 +104,22 @@ class RunConfig:
     """Continue this `run.dir` from its last complete checkpoint: at the iteration after
     it, with the same data order and sampling seeds; `metrics.jsonl` goes on without a gap
     or a duplicate."""
+    max_restarts: int = 3
+    """Times a run relaunches its learner group by itself after a rank died: from the last
+    complete checkpoint (or from the start if there is none yet), the engines re-synced,
+    `metrics.jsonl` cut back to it and continued. Once they are used up, the run stops
+    and says how to resume."""
+
+    def __post_init__(self) -> None:
+        """Raise `ConfigError` for settings that cannot work."""
+        if self.max_restarts < 0:
+            raise ConfigError(f"run.max_restarts must be >= 0, got {self.max_restarts}")
+
+
+ROLES = ("learner", "inference", "sandbox")
+"""The node roles, by the actors that go on them."""
+RAY_RESOURCES = ("CPU", "GPU", "memory", "object_store_memory")
+"""Ray's own resources: no node role can be one of them."""
 
 
 @dataclass
@@ -100,6 +133,14 @@ class ClusterConfig:
     """Local Ray only: logical CPUs to declare (None: Ray counts them)."""
     gpus_per_node: int = 8
     """GPUs per node (an H100 HGX node has 8): the dry run counts nodes with it."""
+    learner_resource: str | None = None
+    """The custom resource that marks the nodes learner ranks go on: such a node declares
+    it when it starts (`ray start --resources='{"rlef_learner": 1}'`) and every rank asks
+    for a sliver of it (`ROLE_SHARE`). None: any node with room."""
+    inference_resource: str | None = None
+    """The same for the inference actors (engines)."""
+    sandbox_resource: str | None = None
+    """The same for the sandbox actors (`actors.num_sandbox` > 0)."""
     expected_turns: float | None = None
     """Dry-run assumption: mean turns per dialog (at most `dialog.max_turns`). This and
     the five figures below give the plan's tokens and time per iteration (None: no
@@ -118,6 +159,16 @@ class ClusterConfig:
     weight_sync_gbytes_per_s: float | None = None
     """Dry-run assumption: GB/s (1e9 bytes) at which new weights reach every engine,
     gathering and the engines' own load included."""
+
+    def __post_init__(self) -> None:
+        """Raise `ConfigError` for a node role that is not a custom resource."""
+        for role in ROLES:
+            resource = getattr(self, f"{role}_resource")
+            if resource is not None and (not resource or resource in RAY_RESOURCES):
+                raise ConfigError(
+                    f"cluster.{role}_resource must name a custom resource that the "
+                    f"{role} nodes declare at `ray start --resources`, got {resource!r}"
+                )
 
 
 @dataclass
@@ -169,6 +220,22 @@ class TrainConfig:
             )
         if self.actors.num_inference < 1 or self.actors.num_sandbox < 0:
             raise ConfigError("actors.num_inference must be >= 1 and actors.num_sandbox >= 0")
+
+
+ROLE_SHARE = 0.001
+"""How much of its node role's resource each actor asks for: a sliver, so that a node
+declaring 1 takes any number of them; CPUs and GPUs are what limit how many fit."""
+
+
+def role_resource(cluster: ClusterConfig, role: str) -> str | None:
+    """The custom resource that marks `role`'s nodes (None: any node)."""
+    return getattr(cluster, f"{role}_resource")
+
+
+def role_request(cluster: ClusterConfig, role: str) -> dict[str, float]:
+    """What an actor of `role` adds to its Ray resources to go on that role's nodes."""
+    resource = role_resource(cluster, role)
+    return {resource: ROLE_SHARE} if resource else {}
 
 
 def cpu_reservations(config: TrainConfig) -> dict[str, tuple[int, float]]:

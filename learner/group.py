@@ -58,10 +58,21 @@ rank died (Ray reports a dead actor's calls as failed within seconds)."""
 class LearnerGroup:
     """K DeepSpeed ranks, one Ray actor each, named `learner-<rank>`."""
 
-    def __init__(self, config: LearnerConfig, model: ModelConfig) -> None:
+    def __init__(
+        self,
+        config: LearnerConfig,
+        model: ModelConfig,
+        node_resources: dict[str, float] | None = None,
+    ) -> None:
+        """Start the ranks; each also asks for `node_resources` (custom resources that
+        mark the nodes it may go on: the learner's node role)."""
         self.config = config
         gpus = 1 if config.device != "cpu" else 0
-        bundle = {"CPU": config.cpus_per_rank, **({"GPU": gpus} if gpus else {})}
+        bundle = {
+            "CPU": config.cpus_per_rank,
+            **({"GPU": gpus} if gpus else {}),
+            **(node_resources or {}),
+        }
         self.placement = placement_group([bundle] * config.num_ranks, strategy="PACK")
         ready, _ = ray.wait([self.placement.ready()], timeout=PLACEMENT_TIMEOUT_S)
         if not ready:
@@ -75,6 +86,7 @@ class LearnerGroup:
                 name=f"learner-{rank}",
                 num_cpus=config.cpus_per_rank,
                 num_gpus=gpus,
+                resources=node_resources or {},
                 scheduling_strategy=PlacementGroupSchedulingStrategy(
                     self.placement, placement_group_bundle_index=rank
                 ),
@@ -204,7 +216,22 @@ class LearnerGroup:
         return self._all("parameters")
 
     def shutdown(self) -> None:
+        """Kill the ranks and free their placement; returns once their names are free
+        (a new group takes the same ones)."""
         for rank in self.ranks:
             ray.kill(rank, no_restart=True)
+        names = [f"learner-{rank}" for rank in range(len(self.ranks))]
         self.ranks.clear()
         remove_placement_group(self.placement)
+        deadline = time.monotonic() + RANK_DEATH_WAIT_S
+        while time.monotonic() < deadline and any(map(_named_actor_alive, names)):
+            time.sleep(0.1)
+
+
+def _named_actor_alive(name: str) -> bool:
+    """Whether this job has a live actor named `name`."""
+    try:
+        ray.get_actor(name)
+    except ValueError:
+        return False
+    return True

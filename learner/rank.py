@@ -349,11 +349,13 @@ class LearnerRank:
         ]
         self._hold_a_stand_in()
         self.first_step_at = None
+        updating = time.perf_counter()
         updates = [
             self._update(part, plan[self.rank], prepared)
             for part, plan in zip(parts, plans, strict=True)
         ]
         elapsed = time.perf_counter() - started
+        update_s = started + elapsed - updating
         metrics = {
             "updates": updates,
             "reward_mean": totals["reward"] / count,
@@ -375,6 +377,7 @@ class LearnerRank:
             "time_wait_rollouts_s": wait_s,
             "time_prepare_s": prepare_s,
             "time_last_rollout_to_step_s": self.first_step_at - last_arrival,
+            "time_update_s": update_s,
             "time_train_s": elapsed,
         }
         self._new_iteration()  # the rollouts can go from the object store

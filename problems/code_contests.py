@@ -20,6 +20,8 @@ from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import pyarrow as pa
+
 from sandbox import (
     DEFAULT_MEMORY_MB,
     DEFAULT_TIME_LIMIT_S,
@@ -35,6 +37,37 @@ from .records import Problem
 
 HUB_ID = "deepmind/code_contests"
 """The dataset's id on the Hugging Face hub."""
+
+_TESTS = pa.struct([("input", pa.list_(pa.string())), ("output", pa.list_(pa.string()))])
+_SOLUTIONS = pa.struct([("language", pa.list_(pa.int64())), ("solution", pa.list_(pa.string()))])
+
+HUB_SCHEMA = pa.schema(
+    [
+        ("name", pa.string()),
+        ("description", pa.string()),
+        ("public_tests", _TESTS),
+        ("private_tests", _TESTS),
+        ("generated_tests", _TESTS),
+        ("source", pa.int64()),
+        ("difficulty", pa.int64()),
+        ("solutions", _SOLUTIONS),
+        ("incorrect_solutions", _SOLUTIONS),
+        ("cf_contest_id", pa.int64()),
+        ("cf_index", pa.string()),
+        ("cf_points", pa.float32()),
+        ("cf_rating", pa.int32()),
+        ("cf_tags", pa.list_(pa.string())),
+        ("is_description_translated", pa.bool_()),
+        ("untranslated_description", pa.string()),
+        ("time_limit", pa.struct([("seconds", pa.int64()), ("nanos", pa.int64())])),
+        ("memory_limit_bytes", pa.int64()),
+        ("input_file", pa.string()),
+        ("output_file", pa.string()),
+    ]
+)
+"""The hub's columns, in the order and with the nested types of its shards (tests and
+solutions are structs of lists; `source`, `difficulty` and `language` are class-label
+integers; `time_limit` is a nullable struct)."""
 
 SPLITS = ("train", "valid", "test")
 """The dataset's splits, named as its shards are."""

@@ -1,9 +1,7 @@
 """Helpers the tests import (`from fixtures import ...`): small data files in the real
 formats, written by the tests themselves (no downloads), and small sandbox jobs.
 
-CodeContests: parquet shards with the column names and nested types of
-`deepmind/code_contests` (tests and solutions are structs of lists; `source`,
-`difficulty` and `language` are class-label integers; `time_limit` is a nullable struct).
+CodeContests: parquet shards of the hub's schema (`problems.code_contests.HUB_SCHEMA`).
 """
 
 from __future__ import annotations
@@ -14,36 +12,8 @@ from pathlib import Path
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from problems.code_contests import HUB_SCHEMA
 from sandbox import Job, Sandbox, TestSet
-
-_TESTS = pa.struct([("input", pa.list_(pa.string())), ("output", pa.list_(pa.string()))])
-_SOLUTIONS = pa.struct([("language", pa.list_(pa.int64())), ("solution", pa.list_(pa.string()))])
-
-CODE_CONTESTS_SCHEMA = pa.schema(
-    [
-        ("name", pa.string()),
-        ("description", pa.string()),
-        ("public_tests", _TESTS),
-        ("private_tests", _TESTS),
-        ("generated_tests", _TESTS),
-        ("source", pa.int64()),
-        ("difficulty", pa.int64()),
-        ("solutions", _SOLUTIONS),
-        ("incorrect_solutions", _SOLUTIONS),
-        ("cf_contest_id", pa.int64()),
-        ("cf_index", pa.string()),
-        ("cf_points", pa.float32()),
-        ("cf_rating", pa.int32()),
-        ("cf_tags", pa.list_(pa.string())),
-        ("is_description_translated", pa.bool_()),
-        ("untranslated_description", pa.string()),
-        ("time_limit", pa.struct([("seconds", pa.int64()), ("nanos", pa.int64())])),
-        ("memory_limit_bytes", pa.int64()),
-        ("input_file", pa.string()),
-        ("output_file", pa.string()),
-    ]
-)
-"""The columns of the real shards, in their order."""
 
 ADD_PROGRAM = "a, b = map(int, input().split())\nprint(a + b)\n"
 """A correct Python 3 program for the fixture's problems (print the sum of two integers)."""
@@ -95,7 +65,7 @@ def write_code_contests_shards(folder: Path, shards: dict[str, list[dict]]) -> P
     for file_name, rows in shards.items():
         target = folder / file_name
         target.parent.mkdir(parents=True, exist_ok=True)
-        pq.write_table(pa.Table.from_pylist(rows, schema=CODE_CONTESTS_SCHEMA), target)
+        pq.write_table(pa.Table.from_pylist(rows, schema=HUB_SCHEMA), target)
     return folder
 
 

@@ -10,6 +10,7 @@ import pytest
 from fixtures import ADD_PROGRAM, code_contests_row, pairs, write_code_contests_shards
 
 from problems.code_contests import (
+    HUB_SCHEMA,
     NO_PRIVATE_TESTS,
     NO_PUBLIC_TESTS,
     CodeContestsError,
@@ -217,3 +218,49 @@ def test_the_hub_is_streamed_and_its_failure_explained(monkeypatch):
         load_code_contests("test")
     assert calls == [(("deepmind/code_contests",), {"split": "test", "streaming": True})]
     assert "data.path" in str(error.value)
+
+
+def test_the_shipped_sample_is_what_its_builder_writes(tmp_path):
+    from problems.code_contests_sample import FOLDER, SIZES, sample_table, shard_name, write_sample
+
+    write_sample(tmp_path)
+    for split in SIZES:
+        shipped = pyarrow.parquet.read_table(FOLDER / shard_name(split))
+        assert shipped.schema.equals(HUB_SCHEMA), split
+        assert shipped.equals(pyarrow.parquet.read_table(tmp_path / shard_name(split)))
+        assert shipped.equals(sample_table(split))
+
+
+def test_the_sample_reads_with_the_drops_and_long_statements_it_is_built_to_have():
+    from transformers import AutoTokenizer
+
+    from actors.dialog import DialogConfig
+    from problems.code_contests_sample import FOLDER, SIZES
+    from problems.prompts import first_turn_lengths
+    from problems.toy import generate_toy
+
+    stream = load_code_contests("train", str(FOLDER))
+    problems = list(stream)
+    assert stream.stats.read == SIZES["train"]
+    assert stream.stats.dropped == {NO_PUBLIC_TESTS: SIZES["train"] // 40}
+    toy = {p.name: p for p in generate_toy("train", SIZES["train"], seed=0)}
+    for problem in problems:
+        same = toy[problem.name]
+        assert problem.statement.endswith(same.statement)
+        assert problem.public_tests == same.public_tests
+        assert problem.private_tests == same.private_tests  # private + generated, in order
+        assert problem.solutions == same.solutions  # the C++ one left out
+        assert problem.incorrect_solutions == same.incorrect_solutions
+        assert problem.memory_mb == same.memory_mb
+    limits = {problem.time_limit_s for problem in problems}
+    assert limits == {DEFAULT_TIME_LIMIT_S, toy[problems[0].name].time_limit_s}
+    # The rehearsal's dialogs: 2048 tokens, replies of up to 256.
+    dialog = DialogConfig(max_model_len=2048)
+    dialog.sampling.max_new_tokens = 256
+    tokenizer = AutoTokenizer.from_pretrained("artifacts/tiny")
+    lengths = first_turn_lengths(tokenizer, problems)
+    unfit = [length for length in lengths if not dialog.reply_fits(length)]
+    # Fit the first turn, not a third (two more replies and a feedback turn between).
+    overflow = [n for n in lengths if dialog.reply_fits(n) and n + 3 * 256 > 2048]
+    assert len(unfit) == SIZES["train"] // 40
+    assert len(overflow) >= SIZES["train"] // 40

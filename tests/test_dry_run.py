@@ -59,6 +59,11 @@ def test_the_paper_layouts_gpu_counts(paper):
     assert _number(r"^  total +(\d+) GPUs", stdout) == total
     assert _number(r"tensor parallel (\d+)\)", stdout) == {"8b": 1, "70b": 8}[size]
     assert f"{total} H100s ({learner} training + {inference} inference)" in stdout
+    # Each kind of actor on the nodes of its role, as Ray places them: by custom resource.
+    assert (
+        "  nodes      learner on `rlef_learner`, inference on `rlef_inference`, sandbox on "
+        "`rlef_sandbox`" in stdout
+    )
 
 
 def test_parameter_counts_are_llama_3_1s(paper):
@@ -130,6 +135,7 @@ def test_the_local_layout_plans_cpus(tmp_path):
     done, _ = _dry_run([], tmp_path)
     assert _number(r"^  total +(\d+) GPUs", done.stdout) == 0
     assert "CPU only" in done.stdout and "2 ranks on CPU" in done.stdout
+    assert "  nodes      any node with room (no node roles" in done.stdout
     # The tiny Llama in float32: 2 x 4 layers x 4 heads x 64 x 4 bytes x 2048 tokens = 16 MiB.
     assert "dialog: up to 2,048 tokens (dialog.max_model_len; the model's context is 2,048)" in (
         done.stdout

@@ -1,9 +1,12 @@
 """Surviving faults in the real training app: actors killed mid-run (the `chaos`
-config), a learner rank that dies, then resuming from the checkpoint it names."""
+config), a learner rank that dies (the group relaunched from the last checkpoint by the
+run itself; or, with no relaunch left, the run stopped and resumed from the checkpoint it
+names)."""
 
 import json
 
 import pyarrow.parquet as pq
+import pytest
 from fixtures import code_contests_row, write_code_contests_shards
 from train_app import launch_train, small_run_overrides, train_small
 
@@ -31,6 +34,7 @@ def _expected_problems(iterations: int, per_iteration: int) -> list[list[str]]:
     return [[p.name for p in stream.take(per_iteration)] for _ in range(iterations)]
 
 
+@pytest.mark.slow
 def test_training_through_chaos_loses_nothing(quick_tiny_model, tmp_path):
     # Small chunks and early kills: the episodes are being played when an actor dies.
     done = train_small(
@@ -59,12 +63,46 @@ def test_training_through_chaos_loses_nothing(quick_tiny_model, tmp_path):
         assert all(row["turns"] for row in table.to_pylist())
 
 
+def test_a_learner_rank_lost_relaunches_the_group_from_the_last_checkpoint(
+    quick_tiny_model, tmp_path
+):
+    # A rank killed in iteration 2 and another in iteration 3: each time the group starts
+    # again from the checkpoint of the iteration before, and the run goes on by itself.
+    done = train_small(
+        quick_tiny_model,
+        tmp_path,
+        *SMALL,
+        "trainer.iterations=3",
+        "run.checkpoint_every=1",
+        "learner.transport=distributed",
+        "chaos.enabled=true",
+        "chaos.first_iteration=2",
+        "chaos.window_s=0",
+        "chaos.targets=[learner]",
+    )
+    relaunches = [line for line in done.stdout.splitlines() if "relaunching the learner" in line]
+    assert len(relaunches) == 2, done.stdout
+    assert "checkpoints/iter-000001 (relaunch 1 of run.max_restarts=3)" in relaunches[0]
+    assert "checkpoints/iter-000002 (relaunch 2 of run.max_restarts=3)" in relaunches[1]
+    lines = _metrics(tmp_path)
+    assert [m["iteration"] for m in lines] == [1, 2, 3]  # no gap, no duplicate
+    expected = _expected_problems(3, 16)
+    for iteration, metrics in enumerate(lines, start=1):
+        assert metrics["rollouts"] == 16
+        # Played again with the checkpoint's weights, by engines synced to them.
+        assert metrics["log_ratio_max_first_update"] < 1e-4, metrics
+        table = pq.read_table(tmp_path / "rollouts" / f"iter-{iteration:06d}.parquet")
+        assert table.column("problem").to_pylist() == expected[iteration - 1]
+
+
+@pytest.mark.slow
 def test_a_dead_learner_rank_is_named_and_the_run_resumes(quick_tiny_model, tmp_path):
     died = launch_train(
         *small_run_overrides(quick_tiny_model, tmp_path),
         *SMALL,
         "trainer.iterations=3",
         "run.checkpoint_every=1",
+        "run.max_restarts=0",
         "chaos.enabled=true",
         "chaos.first_iteration=2",
         "chaos.window_s=0",
@@ -86,6 +124,7 @@ def test_a_dead_learner_rank_is_named_and_the_run_resumes(quick_tiny_model, tmp_
         assert table.column("problem").to_pylist() == expected[iteration - 1]
 
 
+@pytest.mark.slow
 def test_unparseable_rows_and_prompts_too_long_are_skipped_and_counted(quick_tiny_model, tmp_path):
     rows = [code_contests_row(f"good_{i}") for i in range(8)]
     rows.insert(3, {**code_contests_row("no_name"), "name": None})

@@ -112,6 +112,26 @@ def test_every_reader_reads_an_iterations_items_in_the_same_order_as_they_come()
     assert kept == {}  # what was read for iteration 1 is forgotten once the learner is past it
 
 
+def test_a_reset_drops_everything_frees_a_waiting_producer_and_sets_the_version_back():
+    async def scenario():
+        queue = ReplayQueue(capacity=2, max_staleness=0)
+        await queue.put(3, ["a", "b"])
+        await queue.read(4, 0, 1, learner_version=3)
+        producer = asyncio.create_task(queue.put(3, ["c", "d"]))
+        for _ in range(5):
+            await asyncio.sleep(0)
+        blocked = not producer.done()
+        dropped = await queue.reset(learner_version=1)  # a learner back at a checkpoint
+        await asyncio.wait_for(producer, timeout=5)
+        await queue.reset(learner_version=1)
+        await queue.put(1, ["replayed"])  # version 1 is no longer stale
+        return blocked, dropped, await queue.read(4, 0, 1, learner_version=1)
+
+    blocked, dropped, read = run(scenario())
+    assert blocked and dropped == 2  # "b" and "c"; "a" had been read, "d" was waiting
+    assert read == ["replayed"]  # iteration 4 is read afresh
+
+
 def test_reading_from_outside_the_count_is_refused():
     with pytest.raises(ValueError, match="from 3 of 3"):
         run(ReplayQueue(capacity=2, max_staleness=0).read(1, 3, 3, 0))

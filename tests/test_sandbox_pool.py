@@ -1,4 +1,5 @@
-"""The sandbox on Ray: actors die, jobs are re-run, every job gets exactly one judgement."""
+"""The sandbox on Ray: actors die, jobs are re-run, every job gets exactly one judgement;
+an actor that hangs is killed past its deadline and its task replayed."""
 
 import pytest
 from fixtures import stdio_job
@@ -114,3 +115,65 @@ def test_tasks_refused_while_their_actor_restarts_are_not_lost_attempts(local_ra
     assert results == [0, 2, 4, 6]
     assert stats.actor_failures == 1  # the task the kill took; the refusals cost nothing
     ray.kill(actor, no_restart=True)
+
+
+@ray.remote(max_restarts=-1, max_task_retries=0)
+class _Doubler:
+    def pid(self) -> int:
+        import os
+
+        return os.getpid()
+
+    def double(self, number: int) -> int:
+        import time
+
+        time.sleep(0.1)
+        return 2 * number
+
+
+def test_an_actor_stopped_mid_task_is_killed_past_the_deadline_and_its_task_replayed(local_ray):
+    import os
+    import signal
+
+    from actors.pool import HangWatch, PoolStats, run_on_actors
+
+    actor = _Doubler.remote()
+    pid = ray.get(actor.pid.remote())
+    stats, hang = PoolStats(), HangWatch(factor=3.0, min_s=1.0, first_s=30.0)
+    stopped = []
+
+    def stop_after_the_first(index, _result):
+        if not stopped:  # the process freezes (SIGSTOP): Ray still sees it alive
+            stopped.append(index)
+            os.kill(pid, signal.SIGSTOP)
+
+    results = run_on_actors(
+        [actor],
+        list(range(4)),
+        submit=lambda a, number: a.double.remote(number),
+        probe=lambda a: a.pid.remote(),
+        max_in_flight=1,
+        max_attempts=2,
+        stats=stats,
+        abandon=lambda index, attempts: pytest.fail(f"task {index} abandoned after {attempts}"),
+        on_done=stop_after_the_first,
+        hang=hang,
+    )
+    assert results == [0, 2, 4, 6]
+    assert (stats.hung_actors, stats.actor_failures) == (1, 1)
+    # The deadline followed the tasks' own time: 3 x the first one's, at least 1 s.
+    assert hang.deadline_s() == max(1.0, 3 * hang.longest_s) < 5
+    assert ray.get(actor.pid.remote()) != pid  # a new process
+    ray.kill(actor, no_restart=True)
+
+
+def test_the_hang_deadline_covers_the_first_task_then_follows_the_slowest():
+    from actors.pool import HangWatch
+
+    hang = HangWatch(factor=5.0, min_s=60.0, first_s=1800.0)
+    assert hang.deadline_s() == 1800.0  # engines start and warm up on their first chunk
+    hang.finished(4.0)
+    assert hang.deadline_s() == 60.0  # at least min_s
+    hang.finished(30.0)
+    hang.finished(10.0)
+    assert hang.deadline_s() == 150.0  # 5 x the slowest so far

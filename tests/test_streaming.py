@@ -1,6 +1,7 @@
 """Rollouts stream to the learner: each rank prepares a chunk as soon as it is in, fetches
 only its share, and the updates are bit for bit those of an iteration handed over whole;
-the training driver never deserializes a rollout."""
+an update with no reply to train on is named; the training driver never deserializes a
+rollout."""
 
 import subprocess
 import sys
@@ -65,6 +66,8 @@ def test_streamed_chunks_train_bit_for_bit_as_a_whole_iteration(local_ray, quick
                 metrics = group.train_from(queue, 1, COUNT)
                 feeder.join()
             results[mode] = metrics, group.parameters()
+            if mode == "streamed":  # the same group, for what a part without replies does
+                _check_updates_without_a_reply(group)
         finally:
             group.shutdown()
     (whole, whole_params), (streamed, streamed_params) = results["whole"], results["streamed"]
@@ -76,27 +79,26 @@ def test_streamed_chunks_train_bit_for_bit_as_a_whole_iteration(local_ray, quick
     for name in ("reward_mean", "kl_ref", "kl_ref_stderr", "padding_fraction"):
         assert whole[name] == streamed[name], name
     assert whole["updates"][0]["policy_loss"] == streamed["updates"][0]["policy_loss"]
-    # Streamed, the rank had prepared three chunks when the last came; its own share only.
-    assert streamed["chunks_prepared_before_last"] == 3
+    # Streamed, the rank had prepared chunks before the last came (three when it keeps
+    # pace; fewer on a loaded machine, where chunks that come while it prepares one are
+    # read together); its own share only.
+    assert 1 <= streamed["chunks_prepared_before_last"] <= 3
     assert whole["chunks_prepared_before_last"] == 0
     assert streamed["fetched"] < COUNT and whole["fetched"] < COUNT
 
 
-def test_an_update_without_a_reply_to_train_on_is_named(local_ray, quick_tiny_model):
-    from engines.generation import ModelConfig
+def _check_updates_without_a_reply(group) -> None:
+    """An update whose share of rollouts has none with a reply is named; one with some is
+    trained on those."""
     from engines.rollout import Rollout
 
     played = synthetic_rollouts(4, seed=0, vocab_size=VOCAB)
     empty = [Rollout(f"long{i}", [5] * 40, [0] * 40, [0.0] * 40, overflow=True) for i in range(4)]
-    group = LearnerGroup(_config(), ModelConfig(path=str(quick_tiny_model)))
-    try:
-        # With half the rollouts without a reply, every update still has some: trained.
-        metrics = group.train([*played, *empty], iteration=0)
-        assert metrics["tokens"] == sum(len(r.token_ids) for r in played)
-        with pytest.raises(NoReplyToTrain):
-            group.train(empty, iteration=1)
-    finally:
-        group.shutdown()
+    # With half the rollouts without a reply, every update still has some: trained.
+    metrics = group.train([*played, *empty], iteration=2)
+    assert metrics["tokens"] == sum(len(r.token_ids) for r in played)
+    with pytest.raises(NoReplyToTrain):
+        group.train(empty, iteration=3)
 
 
 DRIVER = """

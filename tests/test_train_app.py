@@ -152,6 +152,7 @@ def test_a_missing_model_is_named_before_any_actor_starts(tmp_path):
     assert "Traceback" not in done.stderr
 
 
+@pytest.mark.slow
 def test_async_plays_the_next_batch_while_the_learner_trains(quick_tiny_model, tmp_path):
     train_small(
         quick_tiny_model,
@@ -173,6 +174,7 @@ def test_async_plays_the_next_batch_while_the_learner_trains(quick_tiny_model, t
     assert not (tmp_path / "report.html").exists()
 
 
+@pytest.mark.slow
 def test_resume_redoes_what_the_last_checkpoint_lacks(run_dir, quick_tiny_model, tmp_path):
     import shutil
 
@@ -252,6 +254,7 @@ def test_the_metrics_count_rollouts_without_a_reply():
         (
             "padding_fraction",
             "time_prepare_s",
+            "time_update_s",
             "time_wait_rollouts_s",
             "time_last_rollout_to_step_s",
         ),

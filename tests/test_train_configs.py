@@ -222,6 +222,7 @@ def test_cpu_reservations_scaled_to_fit_a_smaller_cluster():
         ("train", "learner.zero_stage=5", "learner.zero_stage must be 0-3, got 5"),
         ("train", "chaos.targets=[driver]", "chaos.targets: ['driver'] not among"),
         ("train", "sandbox.workers=0", "sandbox.workers must be positive, got 0"),
+        ("train", "cluster.learner_resource=GPU", "cluster.learner_resource must name a"),
         ("evaluate", "engine.backend=tgi", "engine.backend 'tgi' is not one of vllm, hf"),
     ],
 )
@@ -246,3 +247,20 @@ def test_a_bad_value_in_any_group_is_one_line_and_exit_2(entry, override, messag
     lines = done.stderr.strip().splitlines()
     assert len(lines) == 1 and lines[0].startswith(f"{entry}: error: "), done.stderr[-2000:]
     assert message in lines[0]
+
+
+def test_the_rehearsal_is_the_paper_shape_scaled_to_this_machine():
+    rehearsal, paper = _train(["+experiment=rehearsal"]), _train(["+experiment=paper_8b"])
+    assert rehearsal.learner.transport == paper.learner.transport == "distributed"
+    assert rehearsal.learner.num_ranks >= 2
+    assert rehearsal.actors.num_inference >= 2 and rehearsal.actors.num_sandbox >= 2
+    assert rehearsal.trainer.schedule == paper.trainer.schedule
+    assert rehearsal.data.source == paper.data.source == "code_contests"
+    assert (Path(CONF_DIR).parent / rehearsal.data.path).is_dir()
+    for role in ("learner", "inference", "sandbox"):
+        resource = f"{role}_resource"
+        assert getattr(rehearsal.cluster, resource) == getattr(paper.cluster, resource)
+    assert rehearsal.dialog.max_turns == paper.dialog.max_turns == 3
+    budget = [c.dialog.max_model_len / c.dialog.sampling.max_new_tokens for c in (rehearsal, paper)]
+    assert budget[0] == budget[1]
+    assert rehearsal.run.checkpoint_every == 1  # a learner drill replays one iteration
