@@ -89,7 +89,8 @@ class Cluster:
     logs: list[Path] = field(default_factory=list)
 
 
-def _free_ports(count: int) -> list[int]:
+def free_ports(count: int) -> list[int]:
+    """`count` TCP ports free on 127.0.0.1 now (for a Ray node's many listeners)."""
     sockets = [socket.socket() for _ in range(count)]
     for sock in sockets:
         sock.bind(("127.0.0.1", 0))
@@ -115,7 +116,7 @@ def _ray_start(cluster: Cluster, name: str, arguments: list[str]) -> None:
 
 
 def _node_ports() -> list[str]:
-    manager, objects, metrics, listen, grpc, runtime_env = _free_ports(6)
+    manager, objects, metrics, listen, grpc, runtime_env = free_ports(6)
     return [
         f"--node-manager-port={manager}", f"--object-manager-port={objects}",
         f"--metrics-export-port={metrics}", f"--dashboard-agent-listen-port={listen}",
@@ -140,7 +141,7 @@ def start_cluster(say) -> Cluster:
         # Each raylet publishes its counters (cross_node_bytes) every second, not every 10.
         RAY_metrics_report_interval_ms="1000",
     )
-    gcs, dashboard, client = _free_ports(3)
+    gcs, dashboard, client = free_ports(3)
     cluster = Cluster(
         temp_dir, token_path, env, f"127.0.0.1:{gcs}", f"http://127.0.0.1:{dashboard}"
     )

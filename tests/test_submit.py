@@ -14,7 +14,6 @@ import re
 import secrets
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import tempfile
@@ -26,11 +25,11 @@ from pathlib import Path
 
 import pytest
 
+from launch.rehearse import CLIENT_VARIABLES, free_ports
+
 ROOT = Path(__file__).resolve().parents[1]
 SUBMIT = ROOT / "launch" / "submit.sh"
 VENV_BIN = Path(sys.executable).parent
-CLIENT_VARIABLES = ("RAY_ADDRESS", "RAY_API_SERVER_ADDRESS", "RAY_AUTH_MODE", "RAY_AUTH_TOKEN")
-"""Variables of the caller's shell that would point Ray's CLI elsewhere."""
 JOB_SECONDS = 360
 """The tiny job takes 1-2 minutes on 2 cores; past this it has hung."""
 METRIC_NAME = re.compile(r"^((?:ray_)?rlef_\w+)", re.MULTILINE)
@@ -48,16 +47,6 @@ class Head:
 
     def headers(self) -> dict[str, str]:
         return {"Authorization": f"Bearer {self.token_path.read_text()}"}
-
-
-def _free_ports(count: int) -> list[int]:
-    sockets = [socket.socket() for _ in range(count)]
-    for sock in sockets:
-        sock.bind(("127.0.0.1", 0))
-    ports = [sock.getsockname()[1] for sock in sockets]
-    for sock in sockets:
-        sock.close()
-    return ports
 
 
 def _get(url: str, headers: dict[str, str] | None = None) -> str:
@@ -108,7 +97,7 @@ def head():
     token_path = Path(temp_dir) / "auth_token"
     token_path.write_text(secrets.token_hex(32))
     token_path.chmod(0o600)
-    gcs, dashboard, metrics, listen, grpc, runtime_env, client, node, objects = _free_ports(9)
+    gcs, dashboard, metrics, listen, grpc, runtime_env, client, node, objects = free_ports(9)
     env = {key: value for key, value in os.environ.items() if key not in CLIENT_VARIABLES}
     env.update(PATH=f"{VENV_BIN}{os.pathsep}{env['PATH']}", RAY_AUTH_TOKEN_PATH=str(token_path))
     command = [
