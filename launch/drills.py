@@ -65,9 +65,9 @@ def kill_node_of(pid: int) -> int:
     return raylet.pid
 
 
-def stop_a_playing_engine(raylets: set[int] | None = None, timeout_s: float = 120) -> int:
-    """SIGSTOP the process of an engine that is playing a chunk, under one of `raylets`
-    (pids; None: any); its pid."""
+def playing_engine(raylets: set[int] | None = None, timeout_s: float = 120):
+    """The process of an engine that is playing a chunk, under one of `raylets` (pids;
+    None: any), once there is one."""
     import psutil
 
     deadline = time.monotonic() + timeout_s
@@ -76,31 +76,27 @@ def stop_a_playing_engine(raylets: set[int] | None = None, timeout_s: float = 12
             try:
                 if PLAYING not in " ".join(process.info["cmdline"] or []):
                     continue
-                if raylets is not None and not raylets & {p.pid for p in process.parents()}:
-                    continue
-                process.send_signal(signal.SIGSTOP)
+                if raylets is None or raylets & {p.pid for p in process.parents()}:
+                    return process
             except psutil.NoSuchProcess:
                 continue
-            return process.pid
         time.sleep(0.1)
     raise DrillError(f"no engine played a chunk within {timeout_s:.0f} s")
 
 
-def wait_for_playing(raylets: set[int] | None = None, timeout_s: float = 120) -> None:
-    """Return once an engine (under one of `raylets`) is playing a chunk."""
+def stop_a_playing_engine(raylets: set[int] | None = None, timeout_s: float = 120) -> int:
+    """SIGSTOP the process of an engine that is playing a chunk, under one of `raylets`
+    (pids; None: any); its pid."""
     import psutil
 
     deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        for process in psutil.process_iter(["cmdline"]):
-            try:
-                playing = PLAYING in " ".join(process.info["cmdline"] or [])
-                if playing and (raylets is None or raylets & {p.pid for p in process.parents()}):
-                    return
-            except psutil.NoSuchProcess:
-                continue
-        time.sleep(0.1)
-    raise DrillError(f"no engine played a chunk within {timeout_s:.0f} s")
+    while True:
+        process = playing_engine(raylets, max(0.0, deadline - time.monotonic()))
+        try:
+            process.send_signal(signal.SIGSTOP)
+        except psutil.NoSuchProcess:  # its chunk ended meanwhile: the next one
+            continue
+        return process.pid
 
 
 def kill_process(pid: int) -> None:

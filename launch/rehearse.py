@@ -46,10 +46,10 @@ from launch.drills import (
     kill_node_of,
     kill_process,
     lost_anything,
+    playing_engine,
     raylet_of,
     raylets_in,
     stop_a_playing_engine,
-    wait_for_playing,
 )
 from launch.placement import PLACEMENT_FILE
 from launch.train import training_problems  # also registers the config's resolvers
@@ -310,11 +310,11 @@ def deal(drill: str, iteration: int, job: Job, deadline: float) -> Dealt:
     inference_raylets = raylets_in(f"{job.temp_dir}/inference")
     if drill == "node":
         engine = placed["inference-0"]["pid"]
-        wait_for_playing({raylet_of(engine).pid})
+        playing_engine({raylet_of(engine).pid})
         time.sleep(1)
         raylet = kill_node_of(engine)
         return Dealt(drill, iteration, f"killed the raylet {raylet} of inference-0's node")
-    wait_for_playing(inference_raylets)
+    playing_engine(inference_raylets)
     time.sleep(1)
     if drill == "hang":
         pid = stop_a_playing_engine(inference_raylets)

@@ -399,7 +399,6 @@ class Trainer:
         from actors.pool import HangWatch
         from actors.replay_queue import ReplayQueueActor
         from actors.sandbox_pool import SandboxPool
-        from learner.group import LearnerGroup
 
         config = self.config
         if not ray.is_initialized():
@@ -456,9 +455,14 @@ class Trainer:
             sandbox_actors=self.sandboxes.names if self.sandboxes else None,
             hang=HangWatch(actors.hang_factor, actors.hang_min_s, actors.hang_first_s),
         )
-        self.group = LearnerGroup(
-            config.learner, config.model, role_request(config.cluster, "learner")
-        )
+        self.group = self._learner_group()
+
+    def _learner_group(self):
+        """A new learner group of the run's config, its ranks on the learner nodes."""
+        from learner.group import LearnerGroup
+
+        config = self.config
+        return LearnerGroup(config.learner, config.model, role_request(config.cluster, "learner"))
 
     def _say_missing_roles(self) -> None:
         """A line for each node role that no node of the cluster declares (yet: an
@@ -685,7 +689,6 @@ class Trainer:
         import ray
 
         from learner import checkpoint
-        from learner.group import LearnerGroup
 
         config = self.config
         path = checkpoint.latest(self.run_dir / "checkpoints")
@@ -696,9 +699,7 @@ class Trainer:
         )
         loop.producer.stop_and_drain()
         self.group.shutdown()
-        self.group = LearnerGroup(
-            config.learner, config.model, role_request(config.cluster, "learner")
-        )
+        self.group = self._learner_group()
         done, stream.position = 0, 0
         if path is not None:
             state = self.group.load_checkpoint(path)

@@ -163,7 +163,7 @@ class ClusterConfig:
     def __post_init__(self) -> None:
         """Raise `ConfigError` for a node role that is not a custom resource."""
         for role in ROLES:
-            resource = getattr(self, f"{role}_resource")
+            resource = role_resource(self, role)
             if resource is not None and (not resource or resource in RAY_RESOURCES):
                 raise ConfigError(
                     f"cluster.{role}_resource must name a custom resource that the "
