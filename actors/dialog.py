@@ -34,13 +34,20 @@ Judge = Callable[[list[Job]], list[Judgement]]
 """Runs sandbox jobs, results in order: `Sandbox.run_many` or `SandboxPool.run`."""
 
 
+def check_feedback(mode: str) -> None:
+    """The one check of a `dialog.feedback` value, for training and evaluation."""
+    if mode not in FEEDBACK_MODES:
+        raise ConfigError(f"dialog.feedback {mode!r} is not one of {FEEDBACK_MODES}")
+
+
 @dataclass
 class DialogConfig:
     max_turns: int = 3
     """Replies per episode at most (1: the single-turn ablation)."""
     feedback: str = "execution"
-    """`execution` (the paper), `random` (another problem's execution feedback), or `none`
-    ("Give it another try" only, no early stop: the last reply is judged)."""
+    """`execution` (the paper), `random` (the execution feedback of another problem played
+    alongside, the paper's control), or `none` ("Give it another try" only, no early
+    stop: the last reply is judged)."""
     feedback_tests: str = "public"
     """Tests whose failures are fed back: `public` (the paper) or `private` (an ablation)."""
     sampling: SamplingConfig = field(default_factory=SamplingConfig)
@@ -52,8 +59,7 @@ class DialogConfig:
     """Episodes take turns in this many groups: one generates while another is judged."""
 
     def __post_init__(self) -> None:
-        if self.feedback not in FEEDBACK_MODES:
-            raise ConfigError(f"dialog.feedback {self.feedback!r} is not one of {FEEDBACK_MODES}")
+        check_feedback(self.feedback)
         if self.feedback_tests not in FEEDBACK_TESTS:
             raise ConfigError(
                 f"dialog.feedback_tests {self.feedback_tests!r} is not one of {FEEDBACK_TESTS}"
@@ -143,6 +149,7 @@ def play_episodes(
     episodes = [Episode(problem, tokenizer, index) for index, problem in enumerate(problems)]
     groups = [episodes[g :: config.pipeline_groups] for g in range(config.pipeline_groups)]
     judging: dict[int, Future] = {}
+    fed_back: dict[str, str] = {}  # each problem's latest execution feedback, for `random`
     finals: list[Future] = []
     finalized: set[int] = set()
     with ThreadPoolExecutor(max_workers=1, thread_name_prefix="judge") as sandbox_thread:
@@ -151,7 +158,7 @@ def play_episodes(
             for number, group in enumerate(groups):
                 if number in judging:
                     judging.pop(number).result()
-                    _continue_or_stop(group, tokenizer, config)
+                    _continue_or_stop(group, tokenizer, config, fed_back)
                 live = _ready_to_generate(group, config)
                 ended = [e for e in group if e.done and e.index not in finalized]
                 if ended:  # judged on all tests while the engine goes on
@@ -185,15 +192,18 @@ def _ready_to_generate(group: list[Episode], config: DialogConfig) -> list[Episo
     return [e for e in group if not e.done and not e.awaiting_judgement]
 
 
-def _continue_or_stop(group: list[Episode], tokenizer, config: DialogConfig) -> None:
-    """After a group's programs were judged: stop the finished episodes, feed back to the rest."""
+def _continue_or_stop(
+    group: list[Episode], tokenizer, config: DialogConfig, fed_back: dict[str, str]
+) -> None:
+    """After a group's programs were judged: stop the finished episodes, feed back to the
+    rest. `fed_back` keeps each problem's latest execution feedback of this play."""
     judged = [e for e in group if e.awaiting_judgement]
     for episode in judged:
         episode.awaiting_judgement = False
         passed = episode.rollout.turns[-1].tests_passed and config.feedback != "none"
         episode.done = passed or episode.turn >= config.max_turns
     going_on = [e for e in judged if not e.done]
-    for episode, message in zip(going_on, _feedback(going_on, config), strict=True):
+    for episode, message in zip(going_on, _feedback(going_on, config, fed_back), strict=True):
         episode.add_feedback(message, tokenizer, config)
 
 
@@ -214,7 +224,7 @@ def _judge_turn(live: list[Episode], judge: Judge, config: DialogConfig) -> None
         episode.judgement = judgement
 
 
-def _feedback(going_on: list[Episode], config: DialogConfig) -> list[str]:
+def _feedback(going_on: list[Episode], config: DialogConfig, fed_back: dict[str, str]) -> list[str]:
     """The next user turn of each episode that goes on, by the configured feedback mode."""
     if config.feedback == "none":
         return [RETRY_INSTRUCTION] * len(going_on)
@@ -225,11 +235,29 @@ def _feedback(going_on: list[Episode], config: DialogConfig) -> list[str]:
             continue
         tests = _feedback_tests(episode.problem, config)
         messages.append(feedback_message(tests, episode.judgement))
-    if config.feedback == "random" and len(going_on) > 1:
-        # Each episode gets the feedback of the next one's execution: real feedback, about
-        # another problem (a lone episode keeps its own).
-        messages = messages[1:] + messages[:1]
+    names = [e.problem.name for e in going_on]
+    fed_back.update(zip(names, messages, strict=True))
+    if config.feedback == "random":
+        return _others_feedback(names, messages, fed_back)
     return messages
+
+
+def _others_feedback(names: list[str], messages: list[str], fed_back: dict[str, str]) -> list[str]:
+    """Random feedback: each episode gets the message of the next episode (cyclically)
+    that plays another problem: real feedback, about another problem. Where none of them
+    does (a lone episode, or an evaluation's repeats of one problem), feedback this play
+    gave another problem earlier; where there is none, "Give it another try" only,
+    never the episode's own feedback."""
+    shifted = []
+    for index, name in enumerate(names):
+        others = (
+            messages[(index + step) % len(names)]
+            for step in range(1, len(names))
+            if names[(index + step) % len(names)] != name
+        )
+        earlier = (m for other, m in reversed(fed_back.items()) if other != name)
+        shifted.append(next(others, next(earlier, RETRY_INSTRUCTION)))
+    return shifted
 
 
 def _judge_final(episodes: list[Episode], judge: Judge) -> None:

@@ -4,6 +4,7 @@ evaluation sampling, and the solve rates read from them."""
 
 from __future__ import annotations
 
+import itertools
 import statistics
 from collections.abc import Callable, Sequence
 from dataclasses import replace
@@ -62,11 +63,37 @@ def one_at_three(per_problem: list[list[Rollout | RolloutSummary]]) -> tuple[flo
     return statistics.mean(scores), scores
 
 
-def turn_solve_rates(summaries: list[RolloutSummary], max_turns: int) -> dict[str, float]:
-    """Share of episodes solved (final verdict) by the end of turn t, for t = 1..max_turns:
-    an episode that passed with fewer turns counts as solved at every later turn."""
+def solve_rates_by_turn(verdicts: Sequence[Sequence[bool]], max_turns: int) -> dict[str, float]:
+    """Share of episodes solved by turn t, for t = 1..max_turns: whose program at turn t
+    (its last one, if the episode ended before) passes all tests. `verdicts`: per
+    episode, whether each turn's program passes all tests (an episode without a turn,
+    overflowed at once, is never solved)."""
     rates = {}
     for turn in range(1, max_turns + 1):
-        solved = sum(s.passed and s.turns <= turn for s in summaries)
-        rates[f"solve_rate_turn_{turn}"] = solved / len(summaries)
+        solved = sum(bool(v) and v[min(turn, len(v)) - 1] for v in verdicts)
+        rates[f"solve_rate_turn_{turn}"] = solved / len(verdicts)
     return rates
+
+
+def stopping_verdicts(passed: bool, turns: int) -> list[bool]:
+    """Each turn's verdict in a dialog that stops once the feedback tests pass: every
+    turn but the last failed them (so failed all tests); the last is the final verdict."""
+    return [False] * (turns - 1) + [passed] if turns else []
+
+
+def turn_solve_rates(summaries: list[RolloutSummary], max_turns: int) -> dict[str, float]:
+    """`solve_rates_by_turn` of dialogs that stop once the feedback tests pass: an episode
+    that passed with fewer turns counts as solved at every later turn."""
+    return solve_rates_by_turn([stopping_verdicts(s.passed, s.turns) for s in summaries], max_turns)
+
+
+def repair(rates: dict[str, float], max_turns: int) -> float:
+    """What the turns after the first add: solved by the last turn minus by the first."""
+    return rates[f"solve_rate_turn_{max_turns}"] - rates["solve_rate_turn_1"]
+
+
+def repeated_retries(rollouts: Sequence[Rollout]) -> tuple[int, int]:
+    """(retries whose program is the previous turn's unchanged, retries): a retry is any
+    turn after the first; one without code repeats nothing."""
+    pairs = [(a.code, b.code) for r in rollouts for a, b in itertools.pairwise(r.turns)]
+    return sum(before is not None and before == after for before, after in pairs), len(pairs)

@@ -9,8 +9,10 @@ Face format, loadable by `transformers` and vLLM:
    are sometimes the reference program and sometimes a plausibly buggy one, so that the
    model writes well-formed programs that are often wrong; and some two-turn dialogs
    where, after a buggy reply and its real feedback, it writes another program, chosen
-   without regard to the feedback (right as often as a first reply). It learns to try
-   again, as instruct models do; learning to use the feedback is RLEF's job.
+   without regard to the feedback (right as often as a first reply; on a statement that
+   leaves a detail unsaid, under a reading drawn at random, not the one the feedback
+   shows). It learns to try again, as instruct models do; learning to use the feedback
+   is RLEF's job.
 
 Then it measures the single-turn solve rate on toy valid (one sample per problem at the
 training temperature, 1.0, judged by the sandbox on all tests) and writes it, with the
@@ -39,6 +41,7 @@ from problems.feedback import (
     wrong_output_reason,
 )
 from problems.prompts import extract_code, first_turn_ids, user_message
+from problems.toy import ToyInstance, generate_toy, statement_readings, toy_instances
 from sandbox import Sandbox, SandboxConfig
 from sandbox.zygote import PROGRAM_FILE
 
@@ -84,7 +87,8 @@ class TinyModelConfig:
     retry_fraction: float = 0.3
     """Share of training problems that also give a two-turn example: a buggy first reply,
     its real execution feedback on the public tests, and a second attempt, another
-    program (the reference with probability `correct_fraction`), chosen without regard to
+    program (the reference with probability `correct_fraction`, under a reading of the
+    statement drawn at random where it leaves a detail unsaid), chosen without regard to
     the feedback; only the second reply is trained. Like an instruct model, it writes
     again after feedback; which fix the feedback calls for is left for RLEF to learn."""
     steps: int = 600
@@ -201,31 +205,36 @@ def warm_start_examples(
 
 def retry_examples(
     tokenizer,
-    problems: list[Problem],
+    instances: list[ToyInstance],
     correct_fraction: float,
     count: int,
     rng: random.Random,
     sandbox: Sandbox,
 ) -> list[tuple[list[int], int]]:
     """Up to `count` two-turn examples (token ids, length before the second reply): a
-    buggy program, the feedback of its real run on the public tests, and another program.
-    A buggy program that passes the public tests ends its dialog there: no example."""
+    buggy program, the feedback of its real run on the public tests, and another program,
+    drawn without regard to the feedback: under a reading of the statement drawn at
+    random (`statement_readings`), its reference with probability `correct_fraction`,
+    else one of its buggy programs other than the first. A buggy program that passes
+    the public tests ends its dialog there: no example."""
     from problems.feedback import feedback_message
     from problems.prompts import next_user_turn
 
-    candidates = [p for p in problems if p.incorrect_solutions]
+    candidates = [i for i in instances if i.problem.incorrect_solutions]
     chosen = rng.sample(candidates, min(count, len(candidates)))
-    firsts = [rng.choice(p.incorrect_solutions) for p in chosen]
+    firsts = [rng.choice(i.problem.incorrect_solutions) for i in chosen]
     judgements = sandbox.run_many(
-        [p.job(f, p.public_tests) for p, f in zip(chosen, firsts, strict=True)]
+        [i.problem.job(f, i.problem.public_tests) for i, f in zip(chosen, firsts, strict=True)]
     )
     examples = []
-    for problem, first, judgement in zip(chosen, firsts, judgements, strict=True):
+    for instance, first, judgement in zip(chosen, firsts, judgements, strict=True):
         if judgement.passed:
             continue
-        others = [program for program in problem.incorrect_solutions if program != first]
+        problem = instance.problem
+        reference, bugs = rng.choice(statement_readings(instance))
+        others = [program for program in bugs if program != first]
         if not others or rng.random() < correct_fraction:
-            second = problem.solutions[0]
+            second = reference
         else:
             second = rng.choice(others)
         feedback = next_user_turn(
@@ -337,11 +346,10 @@ def prepare(config: TinyModelConfig) -> dict:
     import torch
     from tqdm import tqdm
 
-    from problems.toy import generate_toy
-
     started = time.monotonic()
     torch.manual_seed(config.seed)
-    train_problems = generate_toy("train", config.train_problems, seed=config.seed)
+    train_instances = toy_instances("train", config.train_problems, seed=config.seed)
+    train_problems = [instance.problem for instance in train_instances]
     valid_problems = generate_toy("valid", config.eval_problems, seed=config.seed)
     print(
         f"prepare_tiny: {len(train_problems)} toy train problems; training the tokenizer",
@@ -355,7 +363,7 @@ def prepare(config: TinyModelConfig) -> dict:
     with Sandbox(config.sandbox) as sandbox:
         examples += retry_examples(
             tokenizer,
-            train_problems,
+            train_instances,
             config.correct_fraction,
             round(config.retry_fraction * len(train_problems)),
             rng,

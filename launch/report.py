@@ -2,7 +2,9 @@
 
 Plots (inline SVG, no plotting library): validation 1@3 over iterations from the
 evaluation before training on, beside the share solved at the first turn (the gap is what
-feedback adds); the training reward; the training solve rate by turn; KL to the
+feedback adds); the repair (what turns 2.. add) with execution feedback and with random
+feedback at the first and the last evaluation, whose difference is what the feedback's
+content is worth; the training reward; the training solve rate by turn; KL to the
 reference; and where each iteration's time went (generation, of it the sandbox's share,
 training, weight sync). Then a few dialogs of the last iteration, solved and failed,
 turn by turn.
@@ -99,6 +101,24 @@ def validation_series(
     return {"1@3": one_at_three, "solved at turn 1": first_turn}
 
 
+def repair_series(
+    metrics: list[dict], before: tuple[float, dict] | None
+) -> dict[str, list[tuple[float, float]]]:
+    """The repair (solved by the last turn minus by the first, on validation) with
+    execution and with random feedback, and their gap, at the evaluations that played
+    both (iteration 0: before training)."""
+    keys = {
+        "execution feedback": "repair",
+        "random feedback": "repair_random",
+        "gap": "repair_gap",
+    }
+    series = {name: _series(metrics, f"eval_{key}") for name, key in keys.items()}
+    if before is not None and "repair_gap" in before[1]:
+        for name, key in keys.items():
+            series[name].insert(0, (0, before[1][key]))
+    return series
+
+
 def _dialogs(run_dir: Path, count: int) -> str:
     """A few dialogs of the last iteration: solved ones after feedback first."""
     import pyarrow.parquet as pq
@@ -143,6 +163,11 @@ def write_report(run_dir: str | Path, dialogs: int = 6) -> Path:
         line_chart(
             "Validation 1@3 (iteration 0: before training) and the share solved at turn 1",
             validation_series(metrics, read_eval_before(run_dir)),
+            percent=True,
+        ),
+        line_chart(
+            "Repair on validation (solved by the last turn minus by turn 1), by feedback",
+            repair_series(metrics, read_eval_before(run_dir)),
             percent=True,
         ),
         line_chart(

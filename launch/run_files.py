@@ -6,7 +6,8 @@
 - `rollouts/iter-NNNNNN.parquet`: every rollout of the iteration, one row each, in
   episode order;
 - `rollouts/eval-NNNNNN.parquet`: the 1@3 rollouts of the evaluation after iteration N
-  (0: before training);
+  (0: before training); `rollouts/eval_random-NNNNNN.parquet` the same dialogs with
+  random feedback (the first and the last evaluation, `eval.random_control`);
 both written by the `RolloutStore` actor from the object store, not by the driver;
 - `train.log`: the run's own lines, timestamped (Hydra's log lines go there too).
 """
@@ -103,7 +104,8 @@ def rollout_table(rollouts: list[Rollout], iteration: int):
 
 
 def rollouts_path(directory: str | Path, phase: str, iteration: int) -> Path:
-    """The Parquet file of `phase`'s rollouts (`iter` or `eval`) of `iteration`."""
+    """The Parquet file of `phase`'s rollouts (`iter`, `eval` or `eval_random`) of
+    `iteration`."""
     return Path(directory) / ROLLOUTS_DIR / f"{phase}-{iteration:06d}.parquet"
 
 

@@ -44,6 +44,7 @@ from launch.evaluation import (
     EVAL_SAMPLING,
     by_problem,
     one_at_three,
+    repair,
     repeated_episodes,
     turn_solve_rates,
 )
@@ -534,7 +535,7 @@ class Trainer:
             first = self._resume(files, stream, producer)
             before, before_turns = read_eval_before(self.run_dir)
         else:
-            first, (before, before_turns) = 1, self._evaluate(0)
+            first, (before, before_turns) = 1, self._evaluate(0, config.eval.random_control)
             write_eval_before(self.run_dir, before, before_turns)
         self.say(f"train: 1@3 on {config.eval.split} before training: {100 * before:.1f}%")
         evaluations = {0: before} | {
@@ -645,7 +646,8 @@ class Trainer:
             metrics["cross_node_bytes"] = moved
         every = config.eval.every
         if iteration == trainer.iterations or (every and iteration % every == 0):
-            metrics["eval_1at3"], turns = self._evaluate(iteration)
+            control = config.eval.random_control and iteration == trainer.iterations
+            metrics["eval_1at3"], turns = self._evaluate(iteration, control)
             metrics.update({f"eval_{k}": v for k, v in turns.items()})
             loop.evaluations[iteration] = metrics["eval_1at3"]
         checkpoint_now = iteration % config.run.checkpoint_every == 0
@@ -736,14 +738,41 @@ class Trainer:
             "same overrides)"
         )
 
-    def _evaluate(self, iteration: int) -> tuple[float, dict]:
-        """1@3 and solve rates by turn after `iteration` (0: before training); its
-        rollouts go to the run folder."""
+    def _evaluate(self, iteration: int, control: bool) -> tuple[float, dict]:
+        """1@3 and solve rates by turn after `iteration` (0: before training), with execution
+        feedback; with `control`, also the repair with it (`repair`), with random feedback
+        (`repair_random`) and their difference (`repair_gap`), said in a line. The
+        rollouts go to the run folder (`eval-`, and `eval_random-` for the control)."""
+        config = self.config
+        dialog = replace(config.dialog, feedback="execution", feedback_tests="public")
+        solved, summaries = self._play_evaluation(iteration, dialog, "eval")
+        turns = turn_solve_rates(summaries, dialog.max_turns)
+        if control:
+            randomized = replace(dialog, feedback="random")
+            random_turns = turn_solve_rates(
+                self._play_evaluation(iteration, randomized, "eval_random")[1], dialog.max_turns
+            )
+            turns["repair"] = repair(turns, dialog.max_turns)
+            turns["repair_random"] = repair(random_turns, dialog.max_turns)
+            turns["repair_gap"] = turns["repair"] - turns["repair_random"]
+            self.say(
+                f"train: repair after iteration {iteration} (turn {dialog.max_turns} minus "
+                f"turn 1 on {config.eval.split}): execution feedback "
+                f"{100 * turns['repair']:+.1f}, random feedback "
+                f"{100 * turns['repair_random']:+.1f}, gap {100 * turns['repair_gap']:+.1f} points"
+            )
+        return solved, turns
+
+    def _play_evaluation(
+        self, iteration: int, dialog: DialogConfig, phase: str
+    ) -> tuple[float, list[RolloutSummary]]:
+        """The validation dialogs after `iteration`, played with `dialog` (the same seeds
+        whatever the dialog) and written as `phase`'s rollouts; 1@3 and the summaries."""
         import ray
 
         config = self.config
         episodes, dialog = repeated_episodes(
-            self.valid_problems, config.eval.rollouts, config.dialog, EVAL_SAMPLING
+            self.valid_problems, config.eval.rollouts, dialog, EVAL_SAMPLING
         )
         stored = self.pool.play_to_store(
             episodes,
@@ -752,11 +781,10 @@ class Trainer:
             STORE_NAME,
             dialog=dialog,
         )
-        path = str(rollouts_path(self.run_dir, "eval", iteration))
+        path = str(rollouts_path(self.run_dir, phase, iteration))
         ray.get(self.store.write.remote(path, iteration, stored))
         summaries = [entry.summary for entry in stored]
-        per_problem = by_problem(summaries, config.eval.rollouts)
-        return one_at_three(per_problem)[0], turn_solve_rates(summaries, config.dialog.max_turns)
+        return one_at_three(by_problem(summaries, config.eval.rollouts))[0], summaries
 
 
 def summary_line(metrics: dict) -> str:
@@ -775,7 +803,7 @@ def summary_line(metrics: dict) -> str:
 
 def closing_summary(run_dir, before, before_turns, evaluations, last, report) -> str:
     after = evaluations[max(evaluations)]
-    turns = len(before_turns)
+    turns = sum(key.startswith("solve_rate_turn_") for key in before_turns)
     lines = [
         f"train: done, {last.get('iteration', 0)} iterations; run folder {run_dir}",
         f"  1@3 on validation: {100 * before:.1f}% before -> {100 * after:.1f}% after "
@@ -787,6 +815,12 @@ def closing_summary(run_dir, before, before_turns, evaluations, last, report) ->
             for t in range(1, turns + 1)
         ),
     ]
+    if "repair_gap" in before_turns and "eval_repair_gap" in last:
+        lines.append(
+            "  repair gap (execution minus random feedback, turn "
+            f"{turns} minus turn 1): {100 * before_turns['repair_gap']:+.1f} before -> "
+            f"{100 * last['eval_repair_gap']:+.1f} points after"
+        )
     if report:
         lines.append(f"  report: {report}")
     return "\n".join(lines)

@@ -87,7 +87,13 @@ class EvalDuringTrainingConfig:
     problems: int | None = None
     """Problems of the split to evaluate (None: all)."""
     rollouts: int = 1
-    """1@3 rollouts per problem (temperature 0.2, top-p 0.95)."""
+    """1@3 rollouts per problem (temperature 0.2, top-p 0.95), with the paper's execution
+    feedback on the public tests whatever the training dialog's (`dialog.feedback`,
+    `dialog.feedback_tests`); `dialog.max_turns` as in training."""
+    random_control: bool = True
+    """At the first and the last evaluation, also play the same dialogs (same seeds) with
+    random feedback, another problem's, and report the repair gap: what turns 2.. add with
+    execution feedback minus what they add with random feedback."""
 
 
 @dataclass

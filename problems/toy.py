@@ -7,6 +7,15 @@ reference program and 2-4 plausible buggy programs (off-by-one, wrong operator, 
 edge case, wrong order). All programs share one style: read the input with a fixed header,
 then compute and print in a few lines.
 
+UNSAID DETAILS. Some families' statements leave one detail open among five plausible
+readings: the word to print when nothing qualifies (NONE, EMPTY, ...), or the words that
+answer a yes/no question (YES/NO, TRUE/FALSE, ...). The detail is the family's last
+parameter (`Family.hidden`), absent from the statement; the first public test is one
+where the readings print different things, so a first attempt must guess, and the
+execution feedback (the failing input, the expected and the actual output) tells which
+reading is right, while another problem's feedback does not. The references of the other
+readings are kept among the buggy programs; each fails a public test by construction.
+
 Every program comes with a pure Python function that computes what it prints (or raises
 where the program raises). Expected outputs are the reference function's; a buggy
 variant is kept only if its function's output fails the judge's comparison
@@ -19,7 +28,8 @@ CodeContests' tester does, so an "uppercase the string" task could not tell righ
 
 Splits. Each family's parameter combinations are partitioned once, independently of the
 seed, into `train`, `valid` and `test` (about 80/10/10%), so an instance's identity
-(family, parameters) belongs to one split only, whatever seeds the splits are drawn with.
+(family, parameters) belongs to one split only (the readings of one statement go to the
+same split: no statement is in two), whatever seeds the splits are drawn with.
 TEST-ONLY families (`Family.test_only`) appear only in `test`, to measure generalisation to
 kinds of problems never trained on. Within a split, instances with the same family,
 parameters and test inputs are drawn once at most.
@@ -296,6 +306,11 @@ class _Spec:
     """The correct program."""
     bugs: tuple[_Variant, ...]
     """Plausible buggy programs, most instructive first; those that fail no test are dropped."""
+    readings: tuple[_Variant, ...] = ()
+    """A statement with an unsaid detail: the reference under each of its other readings."""
+    revealing: Callable[[random.Random], list[tuple]] | None = None
+    """A statement with an unsaid detail: draws the parsed inputs that start its public
+    tests, where the readings print different things."""
 
     @property
     def statement(self) -> str:
@@ -768,6 +783,204 @@ def _elementwise(op: str) -> _Spec:
     )
 
 
+_MARKERS = ("NONE", "EMPTY", "NOTHING", "NULL", "NIL")
+"""What a program may print when nothing qualifies, where the statement leaves it unsaid."""
+_ANSWERS = (("YES", "NO"), ("TRUE", "FALSE"), ("OK", "FAIL"), ("ON", "OFF"), ("HIT", "MISS"))
+"""The words that may answer a yes/no question, where the statement leaves them unsaid."""
+_SAY_NONE = "If there is none, print the word that says so."
+_SAY_ANSWER = "Answer with a word."
+_REVEAL_ATTEMPTS = 1000
+
+
+def _typical_where(inputs: _Lists, rng: random.Random, holds: Callable[[list[int]], bool]):
+    """A typical parsed input whose list satisfies `holds` (drawn until one does)."""
+    for _ in range(_REVEAL_ATTEMPTS):
+        case = inputs.typical(rng)
+        if holds(*case):
+            return case
+    raise RuntimeError(f"toy: no typical input of {inputs} satisfies the revealing condition")
+
+
+def _or_marker(
+    task: str, inputs: _Lists, output: str, program, none: Callable, marker: str, bugs
+) -> _Spec:
+    """A family whose statement leaves unsaid what to print when nothing qualifies:
+    `program(word)` is the reference printing `word` then, `none(xs)` says whether nothing
+    qualifies in `xs`, `bugs(word)` the buggy programs."""
+    return _Spec(
+        task=f"{task} {_SAY_NONE}",
+        inputs=inputs,
+        output=output,
+        reference=program(marker),
+        bugs=bugs(marker),
+        readings=tuple(program(word) for word in _MARKERS if word != marker),
+        revealing=lambda rng: [_typical_where(inputs, rng, none)],
+    )
+
+
+def _answer(
+    task: str, inputs: _Lists, program, holds: Callable, words: tuple[str, str], bugs
+) -> _Spec:
+    """A yes/no family whose statement leaves the answer's words unsaid: `program(yes, no)`
+    is the reference, `holds(xs)` the question's answer, `bugs(yes, no)` the buggy programs."""
+    return _Spec(
+        task=f"{task} {_SAY_ANSWER}",
+        inputs=inputs,
+        output="Print one word.",
+        reference=program(*words),
+        bugs=bugs(*words),
+        readings=tuple(program(*other) for other in _ANSWERS if other != words),
+        revealing=lambda rng: [
+            _typical_where(inputs, rng, holds),
+            _typical_where(inputs, rng, lambda xs: not holds(xs)),
+        ],
+    )
+
+
+def _select_or_marker(op: str, k: int, marker: str) -> _Spec:
+    def selected(o: str, word: str | None) -> _Variant:
+        """The numbers `x {o} k`, or `word` if none (None: an empty line)."""
+        test = _COMPARE[o][1]
+        shown = "*ys" if word is None else f'*ys if ys else ["{word}"]'
+
+        def run(xs: list[int]) -> str:
+            ys = [x for x in xs if test(x, k)]
+            return _spaced(ys) if ys or word is None else word
+
+        return _Variant(f"ys = [x for x in xs if x {o} {k}]\nprint({shown})\n", run)
+
+    test = _COMPARE[op][1]
+    return _or_marker(
+        f"You are given n integers. Print, in their order, the numbers that are "
+        f"{_COMPARE[op][0]} {k}.",
+        _Lists(hints=(k - 1, k, k + 1)),
+        "Print the numbers separated by spaces, or one word.",
+        lambda word: selected(op, word),
+        lambda xs: not any(test(x, k) for x in xs),
+        marker,
+        lambda word: (
+            selected(_STRICTNESS_FLIP[op], word),
+            selected(_DIRECTION_FLIP[op], word),
+            selected(op, None),
+        ),
+    )
+
+
+def _first_or_marker(op: str, k: int, marker: str) -> _Spec:
+    def picked(o: str, index: int, word: str | None) -> _Variant:
+        """The number at `index` among those `x {o} k`, or `word` if none (None: raises)."""
+        test = _COMPARE[o][1]
+        shown = f"ys[{index}]" if word is None else f'ys[{index}] if ys else "{word}"'
+
+        def run(xs: list[int]) -> object:
+            ys = [x for x in xs if test(x, k)]
+            return ys[index] if ys or word is None else word
+
+        return _Variant(f"ys = [x for x in xs if x {o} {k}]\nprint({shown})\n", run)
+
+    test = _COMPARE[op][1]
+    return _or_marker(
+        f"You are given n integers. Print the first of them that is {_COMPARE[op][0]} {k}.",
+        _Lists(hints=(k - 1, k, k + 1)),
+        "Print one integer, or one word.",
+        lambda word: picked(op, 0, word),
+        lambda xs: not any(test(x, k) for x in xs),
+        marker,
+        lambda word: (
+            picked(op, -1, word),
+            picked(_STRICTNESS_FLIP[op], 0, word),
+            picked(op, 0, None),
+        ),
+    )
+
+
+def _position_or_marker(v: int, marker: str) -> _Spec:
+    def found(shown: str, run: Callable[[list[int]], int], word: str) -> _Variant:
+        return _Variant(
+            f'print({shown} if {v} in xs else "{word}")\n',
+            lambda xs: run(xs) if v in xs else word,
+        )
+
+    def first(word: str) -> _Variant:
+        return found(f"xs.index({v}) + 1", lambda xs: xs.index(v) + 1, word)
+
+    return _or_marker(
+        f"You are given n integers. Print the position of the first occurrence of {v} "
+        f"among them, where positions are numbered from 1.",
+        _Lists(lo=-9, hi=9, hints=(v,)),
+        "Print one integer, or one word.",
+        first,
+        lambda xs: v not in xs,
+        marker,
+        lambda word: (
+            found(f"xs.index({v})", lambda xs: xs.index(v), word),
+            found(f"len(xs) - xs[::-1].index({v})", lambda xs: len(xs) - xs[::-1].index(v), word),
+        ),
+    )
+
+
+def _answered(condition: str, holds: Callable[[list[int]], bool], yes: str, no: str) -> _Variant:
+    return _Variant(
+        f'print("{yes}" if {condition} else "{no}")\n', lambda xs: yes if holds(xs) else no
+    )
+
+
+def _contains_answer(v: int, words: tuple[str, str]) -> _Spec:
+    def holds(xs: list[int]) -> bool:
+        return v in xs
+
+    return _answer(
+        f"You are given n integers. Is the number {v} among them?",
+        _Lists(lo=-9, hi=9, hints=(v,)),
+        lambda yes, no: _answered(f"{v} in xs", holds, yes, no),
+        holds,
+        words,
+        lambda yes, no: (
+            _answered(f"{v} not in xs", lambda xs: v not in xs, yes, no),
+            _answered(f"xs[0] == {v}", lambda xs: xs[0] == v, yes, no),
+            _answered(f"xs.count({v}) > 1", lambda xs: xs.count(v) > 1, yes, no),
+        ),
+    )
+
+
+def _all_answer(op: str, k: int, words: tuple[str, str]) -> _Spec:
+    def condition(word: str, o: str) -> tuple[str, Callable[[list[int]], bool]]:
+        test, every = _COMPARE[o][1], all if word == "all" else any
+        return f"{word}(x {o} {k} for x in xs)", lambda xs: every(test(x, k) for x in xs)
+
+    return _answer(
+        f"You are given n integers. Are all of them {_COMPARE[op][0]} {k}?",
+        _Lists(hints=(k - 1, k, k + 1)),
+        lambda yes, no: _answered(*condition("all", op), yes, no),
+        condition("all", op)[1],
+        words,
+        lambda yes, no: (
+            _answered(*condition("any", op), yes, no),
+            _answered(*condition("all", _STRICTNESS_FLIP[op]), yes, no),
+        ),
+    )
+
+
+def _divisible_answer(d: int, words: tuple[str, str]) -> _Spec:
+    def holds(xs: list[int]) -> bool:
+        return sum(xs) % d == 0
+
+    return _answer(
+        f"You are given n integers. Is their sum divisible by {d}?",
+        _Lists(),
+        lambda yes, no: _answered(f"sum(xs) % {d} == 0", holds, yes, no),
+        holds,
+        words,
+        lambda yes, no: (
+            _answered(
+                f"all(x % {d} == 0 for x in xs)", lambda xs: all(x % d == 0 for x in xs), yes, no
+            ),
+            _answered(f"sum(xs) // {d} == 0", lambda xs: sum(xs) // d == 0, yes, no),
+            _answered(f"sum(xs) % {d} != 0", lambda xs: sum(xs) % d != 0, yes, no),
+        ),
+    )
+
+
 # ---------------------------------------------------------------------------------------
 # The table of families, and generation
 
@@ -787,6 +1000,13 @@ class Family:
     """Every parameter combination, in a fixed order; split into train/valid/test."""
     build: Callable[..., _Spec]
     """The instance template (`_Spec`) for one parameter combination."""
+    hidden: int = 0
+    """How many trailing parameters the statement leaves unsaid (its readings, which a
+    public test settles); 0: the statement says everything."""
+
+    def visible(self, params: tuple) -> tuple:
+        """The parameters that the statement shows."""
+        return params[: len(params) - self.hidden]
 
 
 def _grid(*axes) -> tuple[tuple, ...]:
@@ -823,11 +1043,20 @@ FAMILIES: tuple[Family, ...] = (
         _grid((2, 3, 4), (7, 10, 13, 97, 100, 1000, 10007, 1000000007)),
         _stairs,
     ),
+    Family(
+        "select_or_marker", 2, False, _grid(_CMP4, range(-5, 10), _MARKERS), _select_or_marker, 1
+    ),
+    Family("first_or_marker", 2, False, _grid(_CMP4, range(-5, 10), _MARKERS), _first_or_marker, 1),
+    Family("position_or_marker", 2, False, _grid(range(-9, 10), _MARKERS), _position_or_marker, 1),
+    Family("contains_answer", 2, False, _grid(range(-9, 10), _ANSWERS), _contains_answer, 1),
+    Family("all_answer", 2, False, _grid(_CMP4, range(-5, 10), _ANSWERS), _all_answer, 1),
+    Family("divisible_answer", 2, False, _grid(range(2, 14), _ANSWERS), _divisible_answer, 1),
     Family("argmax_position", 2, True, _grid(_SIDES, (0, 1)), _argmax_position),
     Family("elementwise", 2, True, _grid(_COMBINE), _elementwise),
     Family("max_subarray", 3, True, _grid(_SIDES), _max_subarray),
 )
 """Every toy family, easiest first within the trained ones, test-only families last."""
+FAMILY_BY_NAME = {family.name: family for family in FAMILIES}
 
 
 def _check_split(split: str) -> None:
@@ -845,18 +1074,22 @@ def families(split: str) -> tuple[Family, ...]:
 def split_params(family: Family, split: str) -> tuple[tuple, ...]:
     """The parameter combinations of `family` that `split` uses: disjoint across splits.
 
-    The family's grid is shuffled with a fixed seed derived from its name (never from the
-    generation seed), then cut: `valid`, `test`, then `train` takes the rest. A test-only
-    family gives its whole grid to `test` and nothing to the others.
+    The family's statements (its visible parameters, `Family.visible`) are shuffled with a
+    fixed seed derived from its name (never from the generation seed), then cut: `valid`,
+    `test`, then `train` takes the rest; each statement brings all its readings. A
+    test-only family gives its whole grid to `test` and nothing to the others.
     """
     _check_split(split)
     if family.test_only:
         return family.grid if split == "test" else ()
-    order = list(family.grid)
+    order = list(dict.fromkeys(family.visible(params) for params in family.grid))
     random.Random(f"toy/{family.name}").shuffle(order)
     held = max(1, round(len(order) * HELD_OUT_FRACTION))
     cuts = {"valid": order[:held], "test": order[held : 2 * held], "train": order[2 * held :]}
-    return tuple(cuts[split])
+    readings = {}
+    for params in family.grid:
+        readings.setdefault(family.visible(params), []).append(params)
+    return tuple(params for shown in cuts[split] for params in readings[shown])
 
 
 @dataclass(frozen=True)
@@ -882,14 +1115,24 @@ def _outputs(run: Callable[..., object], cases: list[tuple]) -> list[str | None]
     return printed
 
 
+def _fails(variant: _Variant, parsed: list[tuple], expected: list[str]) -> bool:
+    """Whether `variant` fails one of the tests (raises, or prints what the judge rejects)."""
+    return any(
+        got is None or not outputs_match(want, got)
+        for want, got in zip(expected, _outputs(variant.run, parsed), strict=True)
+    )
+
+
 def _instance(spec: _Spec, rng: random.Random) -> tuple[list[str], list[str], int, list[str]]:
     """Draw the tests of one instance and keep the buggy programs they catch.
 
-    Returns (test inputs, expected outputs, how many of them are public, buggy programs).
+    Returns (test inputs, expected outputs, how many of them are public, buggy programs:
+    the other readings' references first, if the statement has an unsaid detail).
     """
     inputs = spec.inputs
     for _ in range(_DRAW_ATTEMPTS):
-        public = [inputs.typical(rng) for _ in range(rng.randint(1, 2))]
+        revealed = spec.revealing(rng) if spec.revealing else []
+        public = revealed + [inputs.typical(rng) for _ in range(rng.randint(1, 2) - len(revealed))]
         cases = {inputs.render(*case): case for case in public}
         n_public = len(cases)
         for case in inputs.edges(rng):
@@ -903,19 +1146,15 @@ def _instance(spec: _Spec, rng: random.Random) -> tuple[list[str], list[str], in
         expected = _outputs(spec.reference.run, parsed)
         if None in expected:
             raise RuntimeError(f"toy: the reference of {spec.task!r} raises on {parsed}")
-        bugs = [
-            spec.program(bug)
-            for bug in spec.bugs
-            if any(
-                got is None or not outputs_match(want, got)
-                for want, got in zip(expected, _outputs(bug.run, parsed), strict=True)
-            )
-        ]
-        if len(cases) == n_public + PRIVATE_TESTS and len(bugs) >= MIN_BUGS:
-            return list(cases), expected, n_public, bugs[:MAX_BUGS]
+        settled = all(_fails(r, parsed[:n_public], expected[:n_public]) for r in spec.readings)
+        bugs = [spec.program(bug) for bug in spec.bugs if _fails(bug, parsed, expected)]
+        if settled and len(cases) == n_public + PRIVATE_TESTS and len(bugs) >= MIN_BUGS:
+            readings = [spec.program(reading) for reading in spec.readings]
+            return list(cases), expected, n_public, readings + bugs[:MAX_BUGS]
     raise RuntimeError(
         f"toy: could not draw {PRIVATE_TESTS} distinct private tests catching {MIN_BUGS} bugs "
-        f"for {spec.task!r}; widen the family's inputs or add buggy variants"
+        f"(and public tests that settle the statement's readings) for {spec.task!r}; widen "
+        f"the family's inputs or add buggy variants"
     )
 
 
@@ -953,6 +1192,24 @@ def toy_instances(split: str, count: int, seed: int = 0) -> list[ToyInstance]:
     return instances
 
 
+def statement_readings(instance: ToyInstance) -> tuple[tuple[str, tuple[str, ...]], ...]:
+    """(reference, buggy programs) under each reading of `instance`'s statement, its own
+    included: one, its own, for a family whose statement says everything (the buggy
+    programs those the tests catch); one per value of the unsaid detail otherwise (the
+    buggy programs all the family's, caught or not). What a program written without the
+    feedback chooses from."""
+    family = FAMILY_BY_NAME[instance.family]
+    problem = instance.problem
+    if not family.hidden:
+        return ((problem.solutions[0], problem.incorrect_solutions),)
+    shown = family.visible(instance.params)
+    specs = [family.build(*params) for params in family.grid if family.visible(params) == shown]
+    return tuple(
+        (spec.program(spec.reference), tuple(spec.program(bug) for bug in spec.bugs))
+        for spec in specs
+    )
+
+
 def family_of(name: str) -> str:
     """The family of a toy problem, from its name (`toy/<family>/<index>`)."""
     parts = name.split("/")
@@ -968,6 +1225,8 @@ def generate_toy(split: str, count: int, seed: int = 0) -> list[Problem]:
     depend on `count` (a longer list extends a shorter one). Names are
     `toy/<family>/<i>`, unique within the split. Each problem has 1-2 public tests,
     `PRIVATE_TESTS` private ones, one reference solution and 2-4 buggy ones that each fail
-    at least one test. Families are drawn uniformly among `families(split)`.
+    at least one test (and, where the statement leaves a detail unsaid, the other
+    readings' references, each failing a public test). Families are drawn uniformly
+    among `families(split)`.
     """
     return [instance.problem for instance in toy_instances(split, count, seed)]

@@ -111,7 +111,7 @@ def test_failing_programs_get_execution_feedback_up_to_the_turn_limit(
 def test_random_feedback_comes_from_another_problem(problems, engine, sandbox, tokenizer):
     wrong = [with_program(p, p.incorrect_solutions[0]) for p in problems]
     own = play(wrong, engine, sandbox, tokenizer)
-    shuffled = play(wrong, engine, sandbox, tokenizer, feedback="random")
+    shuffled = play(wrong, engine, sandbox, tokenizer, feedback="random", pipeline_groups=1)
     failing = [i for i, r in enumerate(own) if not r.turns[0].tests_passed]
     assert len(failing) >= 2
     own_feedback = {own[i].turns[0].feedback for i in failing}
@@ -119,6 +119,28 @@ def test_random_feedback_comes_from_another_problem(problems, engine, sandbox, t
         feedback = shuffled[i].turns[0].feedback
         assert feedback != own[i].turns[0].feedback
         assert feedback in own_feedback  # another failing problem's, never an empty one
+
+
+def test_random_feedback_is_never_the_problems_own_when_episodes_repeat_problems(
+    problems, engine, sandbox, tokenizer
+):
+    """An evaluation plays each problem several times in a row: random feedback must still
+    come from another problem, and from none when every episode plays the same one."""
+    wrong = [with_program(p, p.incorrect_solutions[0]) for p in problems]
+    repeated = [p for p in wrong for _ in range(3)]
+    own = play(wrong, engine, sandbox, tokenizer)
+    own_feedback = {r.problem: r.turns[0].feedback for r in own}
+    shuffled = play(repeated, engine, sandbox, tokenizer, feedback="random", pipeline_groups=1)
+    failing = [r for r in shuffled if not r.turns[0].tests_passed]
+    assert len({r.problem for r in failing}) >= 2
+    for rollout in failing:
+        feedback = rollout.turns[0].feedback
+        assert feedback != own_feedback[rollout.problem]
+        assert feedback in own_feedback.values()
+    lone = play([wrong[0]] * 3, engine, sandbox, tokenizer, feedback="random")
+    for rollout in lone:
+        if not rollout.turns[0].tests_passed:
+            assert rollout.turns[0].feedback == RETRY_INSTRUCTION
 
 
 def test_no_feedback_mode_never_stops_early_and_says_only_try_again(

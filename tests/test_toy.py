@@ -18,6 +18,7 @@ import pytest
 
 from problems.toy import (
     FAMILIES,
+    FAMILY_BY_NAME,
     MAX_BUGS,
     MEMORY_MB,
     MIN_BUGS,
@@ -28,6 +29,7 @@ from problems.toy import (
     family_of,
     generate_toy,
     split_params,
+    statement_readings,
     toy_instances,
 )
 from sandbox import STDIO, outputs_match
@@ -74,6 +76,56 @@ def test_splits_share_no_instance_whatever_the_seeds():
         assert not contents[a] & contents[b], f"{a} and {b} share (statement, tests)"
 
 
+def test_no_statement_is_in_two_splits():
+    """The readings of a statement with an unsaid detail go to one split together."""
+    statements = {
+        split: {i.problem.statement for i in toy_instances(split, 800, seed=3)} for split in SPLITS
+    }
+    for a, b in (("train", "valid"), ("train", "test"), ("valid", "test")):
+        assert not statements[a] & statements[b], f"{a} and {b} share a statement"
+
+
+def _unsaid(split: str, count: int, seed: int) -> list:
+    return [i for i in toy_instances(split, count, seed) if FAMILY_BY_NAME[i.family].hidden]
+
+
+def test_an_unsaid_detail_is_settled_by_a_public_test_only():
+    """Where a statement leaves a detail unsaid: its readings share the statement word for
+    word, the detail's value is nowhere in it, and every other reading's reference fails a
+    public test (the feedback shows the right reading) while the instance's own passes all."""
+    unsaid = [i for split in SPLITS for i in _unsaid(split, 300, seed=6)]
+    assert {i.family for i in unsaid} == {f.name for f in FAMILIES if f.hidden}
+    for instance in unsaid:
+        problem = instance.problem
+        family = FAMILY_BY_NAME[instance.family]
+        siblings = [p for p in family.grid if family.visible(p) == family.visible(instance.params)]
+        assert len(siblings) == 5, instance.family
+        assert {family.build(*p).statement for p in siblings} == {problem.statement}
+        hidden = instance.params[-1]
+        for word in hidden if isinstance(hidden, tuple) else (hidden,):
+            assert word not in problem.statement.upper().split(), problem.name
+        readings = statement_readings(instance)
+        references = [reference for reference, _ in readings]
+        assert len(readings) == 5 and problem.solutions[0] in references
+        public = len(problem.public_tests)
+        for reference in references:
+            failure = _first_failure(problem, reference)
+            if reference == problem.solutions[0]:
+                assert failure is None, problem.name
+            else:
+                assert failure is not None and failure < public, problem.name
+                assert reference in problem.incorrect_solutions
+
+
+def test_readings_of_a_statement_that_says_everything_are_its_own():
+    for instance in toy_instances("train", 100, seed=7):
+        if not FAMILY_BY_NAME[instance.family].hidden:
+            problem = instance.problem
+            assert statement_readings(instance) == (
+                (problem.solutions[0], problem.incorrect_solutions),
+            )
+
+
 def test_test_only_families_appear_only_in_test():
     test_only = {f.name for f in FAMILIES if f.test_only}
     assert 2 <= len(test_only) < len(FAMILIES)
@@ -98,7 +150,9 @@ def test_every_problem_has_the_promised_shape():
             assert len(set(inputs)) == len(inputs), f"{problem.name}: a test repeats"
             assert (problem.time_limit_s, problem.memory_mb) == (TIME_LIMIT_S, MEMORY_MB)
             assert len(problem.solutions) == 1
-            assert MIN_BUGS <= len(problem.incorrect_solutions) <= MAX_BUGS, problem.name
+            readings = len(statement_readings(instance)) - 1  # the other readings
+            bugs = len(problem.incorrect_solutions) - readings
+            assert MIN_BUGS <= bugs <= MAX_BUGS, problem.name
             assert len(set(problem.incorrect_solutions)) == len(problem.incorrect_solutions)
             assert problem.solutions[0] not in problem.incorrect_solutions
 

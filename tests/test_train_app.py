@@ -81,6 +81,12 @@ def test_two_iterations_leave_every_file(run_dir):
     assert (out / "report.html").exists()
     assert "iterations: 2" in (out / "config.yaml").read_text()  # the resolved config
     assert "1@3 on validation" in stdout and "report:" in stdout
+    assert "repair gap (execution minus random feedback" in stdout
+    assert stdout.count("train: repair after iteration") == 2  # the first and last evaluation
+    last = read_metrics(out)[-1]
+    assert last["eval_repair_gap"] == pytest.approx(
+        last["eval_repair"] - last["eval_repair_random"]
+    )
     assert "iter    2" in stdout
     # The run's own lines are in its log too, with the time; the closing summary as well.
     log = (out / "train.log").read_text()
@@ -92,28 +98,37 @@ def test_two_iterations_leave_every_file(run_dir):
 def test_no_two_replies_of_a_run_share_a_sampling_seed(run_dir):
     out, _ = run_dir
     tables = sorted((out / "rollouts").glob("*.parquet"))
-    # Two iterations, and evaluations before training and after each iteration.
+    # Two iterations, and evaluations before training and after each iteration; the first
+    # and the last replayed with random feedback, the control.
     assert [t.stem for t in tables] == [
         "eval-000000",
         "eval-000001",
         "eval-000002",
+        "eval_random-000000",
+        "eval_random-000002",
         "iter-000001",
         "iter-000002",
     ]
-    seeds = [
-        turn["seed"]
-        for table in tables
-        for row in pq.read_table(table).to_pylist()
-        for turn in row["turns"]
-    ]
+
+    def seeds_of(table, turns=slice(None)):
+        return [t["seed"] for row in pq.read_table(table).to_pylist() for t in row["turns"][turns]]
+
+    seeds = [seed for table in tables if "random" not in table.stem for seed in seeds_of(table)]
     assert len(seeds) >= 16 * 2 + 6 * 2 * 3  # 68 episodes of at least one turn each
     assert len(set(seeds)) == len(seeds)
+    # The control replays its evaluation's dialogs with their seeds: turn 1 is the same
+    # sample, what follows differs only by the feedback.
+    for iteration in ("000000", "000002"):
+        control = out / "rollouts" / f"eval_random-{iteration}.parquet"
+        played = out / "rollouts" / f"eval-{iteration}.parquet"
+        assert seeds_of(control, slice(1)) == seeds_of(played, slice(1))
 
 
 def test_the_report_renders_plots_and_dialogs(run_dir):
     out, _ = run_dir
     page = write_report(out).read_text()
-    assert page.count("<svg") == 5
+    assert page.count("<svg") == 6
+    assert "Repair on validation" in page
     assert "<details>" in page and "turn 1" in page
     # The validation curve starts with the evaluation before training, at iteration 0.
     before, turns = read_eval_before(out)
